@@ -1,0 +1,30 @@
+"""Banking77 customer-support intents (77 classes) with all-MiniLM-L6-v2.
+
+  python -m fjft.train --config=experiments/intents_banking77.py --workdir=runs
+
+Data: ../shared/data/banking77 (train.csv, dev carved from it; test.csv is `test`).
+Reached: see README (Results).
+"""
+
+from fjft import config as config_lib
+from fjft.defaults import classify_config
+
+
+def get_config(arg=None):
+  a = config_lib.parse_arg(arg, {"steps": 3000, "lr": 1e-4})
+  c = classify_config()
+  c.name = "banking77"
+  c.data.path = "../shared/data/banking77"
+  c.data.text_column = "text"
+  c.data.label_column = "category"
+  c.data.max_length = 64
+  c.data.buckets = (16, 32, 64)
+  c.train.steps = a.steps
+  c.train.batch_size = 32
+  c.train.eval_every = 250
+  c.train.checkpoint_every = 250
+  c.train.patience = 4
+  c.train.metric = "accuracy"
+  c.optim.lr = a.lr
+  c.model.classifier_dropout = 0.1
+  return c

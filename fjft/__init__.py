@@ -1,0 +1,3 @@
+"""fjft: fine-tune pretrained transformers in JAX/Flax."""
+
+__version__ = "0.1.0"

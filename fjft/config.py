@@ -1,0 +1,208 @@
+"""Experiment configs: load, override, validate, canonical JSON and the run hash.
+
+An experiment file defines `get_config(arg: str | None) -> ConfigDict`. The string
+after `:` in `--config=experiments/x.py:model=minilm,steps=500` is passed as `arg`;
+`--config.optim.lr=1e-4` overrides one field. Configs are locked: an unknown field is
+an error naming the closest valid one.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import hashlib
+import importlib.util
+import json
+import os
+from typing import Any, Iterable
+
+import ml_collections
+
+from fjft.errors import ConfigError
+
+# Fields that cannot change what a run computes: they are left out of the run hash, so
+# that changing them resumes the same run instead of starting a new one.
+NON_IDENTITY_FIELDS = (
+    "workdir",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.progress",
+)
+
+REQUIRED_FIELDS = ("name", "seed", "model.name", "data.path", "train.steps",
+                   "train.batch_size", "optim.lr")
+
+
+def load_module(path: str):
+  """Imports an experiment file by path."""
+  if not os.path.isfile(path):
+    raise ConfigError(f"--config: experiment file {path!r} does not exist")
+  spec = importlib.util.spec_from_file_location(
+      "fjft_experiment_" + hashlib.sha1(path.encode()).hexdigest()[:8], path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise ConfigError(f"{path}:{e.lineno}: syntax error in experiment file: {e.msg}") from None
+  if not hasattr(module, "get_config"):
+    raise ConfigError(f"{path}: an experiment file must define get_config(arg)")
+  return module
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+  """'experiments/x.py:a=1' -> ('experiments/x.py', 'a=1')."""
+  path, sep, arg = spec.partition(".py:")
+  if sep:
+    return path + ".py", arg
+  return spec, None
+
+
+def parse_arg(arg: str | None, defaults: dict[str, Any]) -> ml_collections.ConfigDict:
+  """Parses a config arg 'k=v,k2=v2' against defaults (types follow the defaults)."""
+  out = ml_collections.ConfigDict(dict(defaults))
+  if not arg:
+    return out
+  for item in arg.split(","):
+    key, eq, value = item.partition("=")
+    key = key.strip()
+    if not eq or key not in defaults:
+      raise ConfigError(
+          f"config arg {item!r}: expected key=value with key in {sorted(defaults)}"
+          + _suggest(key, defaults))
+    out[key] = _coerce(value.strip(), defaults[key], f"config arg {key}")
+  return out
+
+
+def load_config(spec: str, overrides: Iterable[tuple[str, str]] = ()) -> ml_collections.ConfigDict:
+  """Builds the locked, validated config of `--config=spec` plus field overrides."""
+  path, arg = split_spec(spec)
+  module = load_module(path)
+  config = module.get_config(arg)
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(f"{path}: get_config must return an ml_collections.ConfigDict")
+  config.lock()
+  for key, value in overrides:
+    set_field(config, key, value)
+  validate(config)
+  return config
+
+
+def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  keys = []
+  for k, v in config.items():
+    full = prefix + k
+    if isinstance(v, ml_collections.ConfigDict):
+      keys.extend(flat_keys(v, full + "."))
+    else:
+      keys.append(full)
+  return keys
+
+
+def _suggest(key: str, valid: Iterable[str]) -> str:
+  close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+  return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def get_field(config: ml_collections.ConfigDict, key: str) -> Any:
+  node = config
+  for part in key.split("."):
+    node = node[part]
+  return node
+
+
+def set_field(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
+  """Sets a dotted field; a string value is parsed to the field's type."""
+  keys = flat_keys(config)
+  if key not in keys:
+    raise ConfigError(f"unknown config field {key!r}" + _suggest(key, keys))
+  *parents, leaf = key.split(".")
+  node = config
+  for p in parents:
+    node = node[p]
+  old = node[leaf]
+  if isinstance(value, str):
+    value = _coerce(value, old, key)
+  with node.unlocked():
+    node[leaf] = value
+
+
+def _coerce(text: str, like: Any, field: str) -> Any:
+  """Parses `text` into the type of `like` (the field's current value)."""
+  try:
+    if isinstance(like, bool):
+      if text.lower() in ("true", "1", "yes"):
+        return True
+      if text.lower() in ("false", "0", "no"):
+        return False
+      raise ValueError(text)
+    if isinstance(like, int):
+      return int(text)
+    if isinstance(like, float):
+      return float(text)
+    if isinstance(like, (tuple, list)):
+      value = ast.literal_eval(text)
+      return type(like)(value if isinstance(value, (tuple, list)) else (value,))
+    if like is None:
+      try:
+        return ast.literal_eval(text)
+      except (ValueError, SyntaxError):
+        return text
+    return text
+  except (ValueError, SyntaxError):
+    raise ConfigError(
+        f"config field {field}: cannot parse {text!r} as {type(like).__name__}") from None
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  keys = set(flat_keys(config))
+  for field in REQUIRED_FIELDS:
+    if field not in keys:
+      raise ConfigError(f"config is missing the required field {field!r}")
+  checks = [
+      ("train.steps", get_field(config, "train.steps") > 0, "must be > 0"),
+      ("train.batch_size", get_field(config, "train.batch_size") > 0, "must be > 0"),
+      ("optim.lr", get_field(config, "optim.lr") > 0, "must be > 0"),
+  ]
+  for field, ok, why in checks:
+    if not ok:
+      raise ConfigError(f"config field {field} {why} (got {get_field(config, field)!r})")
+  if "train.grad_accum" in keys:
+    accum = config.train.grad_accum
+    if accum < 1 or config.train.batch_size % accum:
+      raise ConfigError(
+          f"config field train.grad_accum={accum} must be >= 1 and divide "
+          f"train.batch_size={config.train.batch_size}")
+  if "data.on_bad_row" in keys and config.data.on_bad_row not in ("error", "skip"):
+    raise ConfigError(
+        f"config field data.on_bad_row must be 'error' or 'skip' (got {config.data.on_bad_row!r})")
+
+
+def to_dict(config: ml_collections.ConfigDict) -> dict:
+  return json.loads(config.to_json())
+
+
+def canonical_json(config: ml_collections.ConfigDict | dict, *, identity_only: bool) -> str:
+  """Sorted-key, compact JSON: byte-identical for equal configs on any machine."""
+  d = config if isinstance(config, dict) else to_dict(config)
+  if identity_only:
+    d = json.loads(json.dumps(d))
+    for key in NON_IDENTITY_FIELDS:
+      *parents, leaf = key.split(".")
+      node = d
+      for p in parents:
+        node = node.get(p, {})
+      if isinstance(node, dict):
+        node.pop(leaf, None)
+  # repr of floats is shortest-round-trip since Python 3.1, so 1e-4 hashes the same everywhere.
+  return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def config_hash(config: ml_collections.ConfigDict | dict) -> str:
+  """sha256 of the canonical JSON of the result-relevant fields."""
+  return hashlib.sha256(canonical_json(config, identity_only=True).encode()).hexdigest()
+
+
+def run_name(config: ml_collections.ConfigDict | dict) -> str:
+  name = config["name"]
+  return f"{name}-{config_hash(config)[:12]}"

@@ -1,0 +1,304 @@
+"""Reads text/label rows from jsonl, csv, tsv, parquet files and Hugging Face datasets.
+
+Every row carries where it came from ("path:line"), so a bad row can be reported by file
+and line, or skipped and counted, as `on_bad_row` says. Bytes are decoded one line at a
+time (not the whole file at once) so that an undecodable byte is pinned to its line.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from fjft.errors import ConfigError, DataError
+
+SUPPORTED_EXTENSIONS = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
+ON_BAD_ROW_CHOICES = ("error", "skip")
+_SUPPORTED = "jsonl, json (one JSON object per line), csv, tsv, parquet"
+_MAX_EXAMPLES_PER_REASON = 5
+_SKIP_HINT = "; set data.on_bad_row='skip' to skip and count such rows"
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One row as read, before any cleaning."""
+
+  text: str  # raw text as read
+  label: str | None  # as a string (json ints/bools via str()); None when not asked for
+  where: str  # "path:line" (1-based line where the row starts) or "path:row N" (1-based)
+
+
+class BadRowStats:
+  """Counts skipped rows per reason and keeps the first few examples of each."""
+
+  def __init__(self):
+    self.counts: dict[str, int] = {}
+    self.examples: dict[str, list[str]] = {}
+
+  def add(self, where: str, reason: str, message: str | None = None) -> None:
+    """Counts one row under `reason`; `message` (default: reason) is what the example shows."""
+    self.counts[reason] = self.counts.get(reason, 0) + 1
+    examples = self.examples.setdefault(reason, [])
+    if len(examples) < _MAX_EXAMPLES_PER_REASON:
+      examples.append(f"{where}: {message or reason}")
+
+  @property
+  def total(self) -> int:
+    return sum(self.counts.values())
+
+  def to_dict(self) -> dict:
+    return {"counts": dict(self.counts), "examples": {k: list(v) for k, v in self.examples.items()}}
+
+
+def check_on_bad_row(on_bad_row: Any) -> None:
+  if on_bad_row not in ON_BAD_ROW_CHOICES:
+    raise ConfigError(f"data.on_bad_row must be 'error' or 'skip', got {on_bad_row!r}")
+
+
+def bad_row(where: str, reason: str, message: str | None = None, *, on_bad_row: str,
+            stats: BadRowStats) -> None:
+  """Raises DataError("where: message") when on_bad_row is "error", else counts the row."""
+  if on_bad_row == "error":
+    raise DataError(f"{where}: {message or reason}{_SKIP_HINT}")
+  stats.add(where, reason, message)
+
+
+def read_rows(path: str, *, text_column: str, label_column: str | None, on_bad_row: str,
+              stats: BadRowStats) -> list[Row]:
+  """Reads all good rows of one file; the format comes from the extension.
+
+  Bad rows raise DataError naming "path:line: reason" or, with on_bad_row="skip", are
+  counted in `stats`. A missing file, an unknown extension, or a header without the
+  asked-for columns is always a DataError.
+  """
+  check_on_bad_row(on_bad_row)
+  ext = os.path.splitext(path)[1].lower()
+  if ext not in SUPPORTED_EXTENSIONS:
+    raise DataError(f"{path}: unsupported file type {ext or '(no extension)'!r}; "
+                    f"supported formats: {_SUPPORTED}")
+  if not os.path.isfile(path):
+    raise DataError(f"{path}: no such file (supported formats: {_SUPPORTED})")
+  args = dict(text_column=text_column, label_column=label_column, on_bad_row=on_bad_row,
+              stats=stats)
+  if ext in (".jsonl", ".json"):
+    return _read_jsonl(path, **args)
+  if ext == ".parquet":
+    return _read_parquet(path, **args)
+  return _read_delimited(path, delimiter="\t" if ext == ".tsv" else ",", **args)
+
+
+def read_records(records: Iterable[Mapping[str, Any]], source: str, *, text_column: str,
+                 label_column: str | None, on_bad_row: str, stats: BadRowStats,
+                 label_names: Sequence[str] | None = None) -> list[Row]:
+  """Rows from in-memory records (e.g. a Hugging Face split); where = "source:row N".
+
+  `label_names` maps integer labels to names (a ClassLabel feature); -1 stays "-1".
+  """
+  check_on_bad_row(on_bad_row)
+  rows = []
+  for i, record in enumerate(records, 1):
+    row = _row_from_object(record, f"{source}:row {i}", text_column, label_column,
+                           on_bad_row, stats)
+    if row is not None and label_names and row.label is not None:
+      index = int(row.label) if row.label.lstrip("-").isdigit() else None
+      if index is not None and 0 <= index < len(label_names):
+        row = dataclasses.replace(row, label=str(label_names[index]))
+    if row is not None:
+      rows.append(row)
+  return rows
+
+
+def load_hf_dataset(name: str) -> dict[str, Any]:
+  """Loads `owner/name[:config]` with datasets.load_dataset; {split name: split}."""
+  data_path = f"data.path: {name!r} is not a local file or folder"
+  local_hint = ("Give a local path instead: a file, or a folder holding train.<ext> "
+                f"(and optionally dev.<ext>, test.<ext>), ext one of {_SUPPORTED}.")
+  try:
+    import datasets  # pylint: disable=g-import-not-at-top  # optional, heavy
+  except ImportError:
+    raise DataError(f"{data_path}; it looks like a Hugging Face dataset name, but the "
+                    f"`datasets` package is not installed (pip install datasets). "
+                    f"{local_hint}") from None
+  dataset, _, config = name.partition(":")
+  try:
+    loaded = datasets.load_dataset(dataset, config or None)
+    return {split: loaded[split] for split in loaded}
+  except Exception as e:  # pylint: disable=broad-except  # any failure means: not loadable
+    raise DataError(f"{data_path}, and loading it as a Hugging Face dataset failed "
+                    f"({type(e).__name__}: {e}). {local_hint}") from None
+
+
+def _json_type(value: Any) -> str:
+  if value is None:
+    return "null"
+  if isinstance(value, bool):
+    return "boolean"
+  if isinstance(value, (int, float)):
+    return "number"
+  return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _row_from_object(obj: Any, where: str, text_column: str, label_column: str | None,
+                     on_bad_row: str, stats: BadRowStats) -> Row | None:
+  """Validates one JSON object / record; returns None for a bad row (after bad_row())."""
+  bad = dict(on_bad_row=on_bad_row, stats=stats)
+  if not isinstance(obj, Mapping):
+    bad_row(where, "not a JSON object", f"not a JSON object (got {_json_type(obj)})", **bad)
+    return None
+  for column in (text_column, label_column):
+    if column is not None and column not in obj:
+      bad_row(where, f"missing column {column!r}",
+              f"missing column {column!r} (columns: {', '.join(map(str, obj))})", **bad)
+      return None
+  text = obj[text_column]
+  if not isinstance(text, str):
+    bad_row(where, "text is not a string",
+            f"text column {text_column!r} is not a string (got {_json_type(text)})", **bad)
+    return None
+  label = None
+  if label_column is not None:
+    value = obj[label_column]
+    if value is None:
+      bad_row(where, "label is null", f"label column {label_column!r} is null", **bad)
+      return None
+    if not isinstance(value, (str, int)):  # bool is an int
+      bad_row(where, "label has an unsupported type",
+              f"label column {label_column!r} must be a string, integer or boolean "
+              f"(got {_json_type(value)} {value!r})", **bad)
+      return None
+    label = str(value)
+  return Row(text=text, label=label, where=where)
+
+
+def _decoded_lines(path: str, bad_lines: dict[int, str]) -> Iterator[tuple[int, str]]:
+  """(1-based line number, text incl. line end) per physical line, decoded one at a time.
+
+  Undecodable lines are yielded with U+FFFD replacements (so a CSV parser can go on) and
+  `bad_lines[number]` says what is wrong. A UTF-8 byte order mark is dropped.
+  """
+  number = 0
+  with open(path, "rb") as f:
+    for raw in f:
+      if number == 0 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+      # splitlines: a lone "\r" also ends a line, as it does in editors and the csv module.
+      for part in raw.splitlines(keepends=True):
+        number += 1
+        try:
+          yield number, part.decode("utf-8")
+        except UnicodeDecodeError as e:
+          bad_lines[number] = (f"undecodable bytes (not valid UTF-8: {e.reason} at byte "
+                               f"{e.start + 1} of the line)")
+          yield number, part.decode("utf-8", errors="replace")
+
+
+def _read_jsonl(path, *, text_column, label_column, on_bad_row, stats) -> list[Row]:
+  rows = []
+  bad_lines: dict[int, str] = {}
+  seen_content = False
+  for number, line in _decoded_lines(path, bad_lines):
+    if not line.strip():
+      continue
+    where = f"{path}:{number}"
+    if not seen_content and line.lstrip().startswith("["):
+      raise DataError(f"{where}: the file starts with '[' (a JSON array?); .json and .jsonl "
+                      "files must hold one JSON object per line (JSON Lines)")
+    seen_content = True
+    if number in bad_lines:
+      bad_row(where, "undecodable bytes", bad_lines[number], on_bad_row=on_bad_row,
+              stats=stats)
+      continue
+    try:
+      obj = json.loads(line)
+    except json.JSONDecodeError as e:
+      bad_row(where, "invalid JSON", f"invalid JSON ({e.msg})", on_bad_row=on_bad_row,
+              stats=stats)
+      continue
+    row = _row_from_object(obj, where, text_column, label_column, on_bad_row, stats)
+    if row is not None:
+      rows.append(row)
+  return rows
+
+
+def _check_columns(path: str, where: str, columns: Sequence[str], text_column: str,
+                   label_column: str | None) -> None:
+  for column, field in ((text_column, "text_column"), (label_column, "label_column")):
+    if column is not None and column not in columns:
+      raise DataError(f"{where}: no column {column!r} (columns found: {', '.join(columns)}); "
+                      f"set data.{field} to one of them")
+
+
+def _read_delimited(path, *, delimiter, text_column, label_column, on_bad_row,
+                    stats) -> list[Row]:
+  bad_lines: dict[int, str] = {}
+  numbered = _decoded_lines(path, bad_lines)
+  reader = csv.reader((line for _, line in numbered), delimiter=delimiter)
+  header = None
+  rows = []
+  start = 1
+  while True:
+    start = reader.line_num + 1
+    try:
+      record = next(reader)
+    except StopIteration:
+      break
+    except csv.Error as e:
+      # The parser's state is lost (e.g. an unclosed quote ran into a huge field): stop.
+      raise DataError(f"{path}:{start}: cannot parse the record starting here ({e}); "
+                      "an unclosed quote?") from None
+    end = reader.line_num
+    if not record:  # blank line
+      continue
+    where = f"{path}:{start}"
+    undecodable = next((bad_lines[n] for n in range(start, end + 1) if n in bad_lines), None)
+    if header is None:
+      if undecodable:
+        raise DataError(f"{where}: {undecodable} in the header")
+      header = [c.strip() for c in record]
+      _check_columns(path, where, header, text_column, label_column)
+      text_index = header.index(text_column)
+      label_index = header.index(label_column) if label_column is not None else None
+      continue
+    if undecodable:
+      bad_row(where, "undecodable bytes", undecodable, on_bad_row=on_bad_row, stats=stats)
+      continue
+    if len(record) != len(header):
+      spans = f"; the record spans lines {start}-{end}: an unclosed quote?" if end > start else ""
+      bad_row(where, "wrong number of fields",
+              f"wrong number of fields (expected {len(header)}, got {len(record)}{spans})",
+              on_bad_row=on_bad_row, stats=stats)
+      continue
+    label = record[label_index] if label_index is not None else None
+    rows.append(Row(text=record[text_index], label=label, where=where))
+  if header is None:
+    raise DataError(f"{path}: the file is empty (expected a header line naming the columns)")
+  return rows
+
+
+def _read_parquet(path, *, text_column, label_column, on_bad_row, stats) -> list[Row]:
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top  # only for parquet
+
+  try:
+    columns = pq.read_schema(path).names
+    _check_columns(path, path, columns, text_column, label_column)
+    wanted = [text_column] + ([label_column] if label_column is not None else [])
+    table = pq.read_table(path, columns=wanted)
+  except DataError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # pyarrow raises many kinds
+    raise DataError(f"{path}: not a readable parquet file ({type(e).__name__}: {e})") from None
+  texts = table.column(text_column).to_pylist()
+  labels = table.column(label_column).to_pylist() if label_column is not None else None
+  rows = []
+  for i, text in enumerate(texts):
+    obj = {text_column: text}
+    if labels is not None:
+      obj[label_column] = labels[i]
+    row = _row_from_object(obj, f"{path}:row {i + 1}", text_column, label_column,
+                           on_bad_row, stats)
+    if row is not None:
+      rows.append(row)
+  return rows

@@ -1,0 +1,83 @@
+"""The default fields of a classification experiment; experiment files start from these."""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def classify_config() -> ml_collections.ConfigDict:
+  """Every field an encoder classification run reads, with the recommended defaults.
+
+  Low learning rate with linear warm-up and decay, weight decay off biases and norms,
+  gradient clipping and early stopping on the dev metric: the usual recipe for
+  fine-tuning a pretrained encoder without wrecking what it learned.
+  """
+  c = ml_collections.ConfigDict()
+  c.name = "classify"
+  c.seed = 0
+  c.task = "classify"
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "all-minilm-l6-v2"   # a registered name, an HF folder or an HF hub id
+  c.model.hidden_dropout = 0.1
+  c.model.attention_dropout = 0.1
+  c.model.classifier_dropout = 0.1
+  c.model.compute_dtype = "float32"   # "bfloat16" on GPU/TPU; params stay float32
+  c.model.attention_impl = ""         # "" lets JAX choose; "cudnn" on GPU
+
+  c.data = ml_collections.ConfigDict()
+  c.data.path = ""
+  c.data.text_column = "text"
+  c.data.label_column = "label"
+  c.data.on_bad_row = "error"         # or "skip": skipped rows are counted in the data report
+  c.data.dev_fraction = 0.1           # carved from train when there is no dev file
+  c.data.split_seed = 0
+  c.data.lowercase = False
+  c.data.dedup = True
+  c.data.min_train_examples = 500
+  c.data.max_length = 128
+  c.data.buckets = (16, 32, 64, 128)  # padded sequence lengths: one compile per bucket
+
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 1000
+  c.train.batch_size = 32
+  c.train.grad_accum = 1              # micro-batches per step; the batch is split, not grown
+  c.train.eval_every = 200
+  c.train.eval_batch_size = 128
+  c.train.metric = "accuracy"         # dev metric for early stopping and model selection
+  c.train.patience = 5                # evaluations without improvement before stopping; 0 = never
+  c.train.log_every = 20
+  c.train.checkpoint_every = 200
+  c.train.keep_checkpoints = 2
+  c.train.progress = True
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.lr = 5e-5
+  c.optim.schedule = "linear"         # warm-up then "linear" or "cosine" decay, or "constant"
+  c.optim.warmup_fraction = 0.06
+  c.optim.weight_decay = 0.01
+  c.optim.clip_norm = 1.0
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.999
+  c.optim.eps = 1e-8
+
+  c.baseline = ml_collections.ConfigDict()
+  c.baseline.ngram_max = 2            # TF-IDF word n-grams 1..ngram_max
+  c.baseline.C = 10.0                 # inverse regularisation of the logistic regression
+
+  # Mesh axes: -1 takes the devices left over. One CPU is a mesh of one.
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1
+  c.mesh.fsdp = 1
+  c.mesh.tensor = 1
+  # Logical parameter/activation axis -> mesh axes ("" = replicated).
+  c.sharding_rules = ml_collections.ConfigDict()
+  c.sharding_rules.batch = "data,fsdp"
+  c.sharding_rules.vocab = "tensor"
+  c.sharding_rules.embed = "fsdp"
+  c.sharding_rules.heads = "tensor"
+  c.sharding_rules.mlp = "tensor"
+  c.sharding_rules.position = ""
+  c.sharding_rules.types = ""
+  c.sharding_rules.labels = ""
+  return c

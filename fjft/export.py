@@ -1,0 +1,64 @@
+"""Export a run's best model as a Hugging Face directory (config, safetensors, tokenizer)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from absl import app, flags
+
+from fjft import infer
+from fjft.errors import FjftError, exit_on_user_error
+from fjft.models import registry
+from fjft.weights.safetensors_io import write_safetensors
+
+# transformers' class for a classification head on each encoder family.
+HF_CLASSIFIER = {"bert": "BertForSequenceClassification",
+                 "roberta": "RobertaForSequenceClassification"}
+
+
+def export_hf(run_dir: str, out_dir: str) -> str:
+  """Writes <out_dir>/config.json, model.safetensors and tokenizer files; returns out_dir."""
+  run = infer.load_run(run_dir)
+  family_name = run.info["family"]
+  family = registry.family(family_name)
+  if family_name not in HF_CLASSIFIER:
+    raise FjftError(f"export: no Hugging Face classifier class known for family {family_name!r}")
+  cfg = family.Config.from_hf(run.info["hf_config"])
+  tensors = family.to_hf_state_dict(cfg, run.params["encoder"])
+  head = run.params["classifier"]
+  tensors["classifier.weight"] = np.ascontiguousarray(np.asarray(head["kernel"][...]).T)
+  tensors["classifier.bias"] = np.asarray(head["bias"][...])
+  labels = run.info["labels"]
+  hf_config = dict(run.info["hf_config"],
+                   architectures=[HF_CLASSIFIER[family_name]],
+                   id2label={str(i): l for i, l in enumerate(labels)},
+                   label2id={l: i for i, l in enumerate(labels)},
+                   problem_type="single_label_classification")
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, "config.json"), "w") as f:
+    json.dump(hf_config, f, indent=2)
+  write_safetensors({k: np.asarray(v, np.float32) for k, v in tensors.items()},
+                    os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
+  run.tokenizer.save(out_dir)
+  return out_dir
+
+
+def define_flags():
+  # Defined only when run as a main, so importing export_hf defines no flags.
+  flags.DEFINE_string("run", None, "Run directory.", required=True)
+  flags.DEFINE_string("out", None, "Output folder for the Hugging Face model.", required=True)
+
+
+@exit_on_user_error
+def main(argv):
+  del argv
+  out = export_hf(flags.FLAGS.run, flags.FLAGS.out)
+  print(f"wrote a Hugging Face model to {out}: "
+        f"transformers.AutoModelForSequenceClassification.from_pretrained({out!r})")
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

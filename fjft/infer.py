@@ -1,0 +1,85 @@
+"""Use a finished (or running) run directory: load its best model and predict."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from fjft import rundir
+from fjft.checkpoint import abstract_like, restore_best_params
+from fjft.data import batches as batches_lib
+from fjft.data.clean import normalize_text
+from fjft.errors import FjftError
+from fjft.models import registry
+from fjft.runner import make_apply_fn
+from fjft.step import make_eval_step
+from fjft.tasks import classify
+from fjft.tokenizer import Tokenizer
+
+
+@dataclasses.dataclass
+class LoadedRun:
+  run_dir: str
+  config: dict
+  info: dict            # model.json: family, hf_config, labels, max_length, buckets
+  tokenizer: Tokenizer
+  graphdef: object
+  params: object
+  best_step: int
+
+
+def skeleton(info: dict) -> nnx.Module:
+  """The run's model with the right shapes, without reading pretrained weights."""
+  family = registry.family(info["family"])
+  cfg = family.Config.from_hf(info["hf_config"])
+  encoder = family.Model(cfg, rngs=nnx.Rngs(0))
+  return classify.Classifier(encoder, cfg.hidden_size, len(info["labels"]), 0.0, rngs=nnx.Rngs(0))
+
+
+def load_run(run_dir: str) -> LoadedRun:
+  if not os.path.isdir(run_dir):
+    raise FjftError(f"--run: {run_dir} is not a run directory")
+  info_path = os.path.join(run_dir, "model.json")
+  if not os.path.isfile(info_path):
+    raise FjftError(f"--run: {run_dir} has no model.json: is it an fjft classification run?")
+  info = rundir.read_json(info_path)
+  config = rundir.read_json(os.path.join(run_dir, "config.json"))
+  abstract = nnx.eval_shape(lambda: skeleton(info))
+  graphdef, abstract_params = nnx.split(abstract)
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_params)
+  best_step, params = restore_best_params(run_dir, abstract_like(target))
+  return LoadedRun(run_dir=run_dir, config=config, info=info,
+                   tokenizer=Tokenizer.from_dir(os.path.join(run_dir, "tokenizer")),
+                   graphdef=graphdef, params=params, best_step=best_step)
+
+
+def predict_texts(run: LoadedRun, texts: list[str], batch_size: int = 64) -> np.ndarray:
+  """Class probabilities [len(texts), num_labels], texts cleaned as in training."""
+  lowercase = run.config.get("data", {}).get("lowercase", False)
+  cleaned = [normalize_text(t, lowercase=lowercase) for t in texts]
+  enc = batches_lib.encode(cleaned, np.zeros(len(cleaned), np.int32), run.tokenizer,
+                           run.info["max_length"])
+  eval_step = jax.jit(make_eval_step(make_apply_fn(run.graphdef, run.info["compute_dtype"]),
+                                     classify.predict_fn))
+  out = np.zeros((len(texts), len(run.info["labels"])), np.float32)
+  for idx, batch in batches_lib.eval_batches(enc, batch_size, run.info["buckets"],
+                                             run.tokenizer.pad_id):
+    out[idx] = np.asarray(eval_step(run.params, batch))[:len(idx)]
+  return out
+
+
+def logits_texts(run: LoadedRun, texts: list[str]) -> np.ndarray:
+  """Raw logits of the best model, one row per text (used by export parity checks)."""
+  enc = batches_lib.encode(texts, np.zeros(len(texts), np.int32), run.tokenizer,
+                           run.info["max_length"])
+  model = nnx.merge(run.graphdef, run.params)
+  rows = []
+  for ids in enc.ids:
+    ids = jnp.asarray(ids)[None]
+    rows.append(np.asarray(model(ids, jnp.ones_like(ids))[0]))
+  return np.stack(rows)

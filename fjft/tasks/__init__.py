@@ -1,0 +1,1 @@
+"""Tasks: the head, loss, metrics and prediction of each kind of fine-tuning."""

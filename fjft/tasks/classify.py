@@ -1,0 +1,66 @@
+"""Sequence classification: pooled encoder output -> dropout -> linear head.
+
+The head matches transformers' *ForSequenceClassification (pooler + classifier), so a
+fine-tuned model exports to an HF directory with the same logits.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+# Parameters whose paths match this are new, not loaded from the pretrained checkpoint.
+HEAD_PATTERN = r"^classifier\."
+
+
+class Classifier(nnx.Module):
+
+  def __init__(self, encoder: nnx.Module, hidden_size: int, num_labels: int, dropout: float,
+               *, rngs: nnx.Rngs):
+    self.encoder = encoder
+    self.dropout = dropout
+    # HF initialises the head with N(0, 0.02) weights and zero bias; so do we.
+    self.classifier = nnx.Linear(
+        hidden_size, num_labels, rngs=rngs,
+        kernel_init=nnx.with_partitioning(nnx.initializers.normal(0.02), ("embed", "labels")),
+        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("labels",)))
+
+  def __call__(self, input_ids, attention_mask, *, dropout_key=None, compute_dtype=jnp.float32):
+    enc_key = head_key = None
+    if dropout_key is not None:
+      enc_key, head_key = jax.random.split(dropout_key)
+    _, pooled = self.encoder(input_ids, attention_mask, dropout_key=enc_key,
+                             compute_dtype=compute_dtype)
+    if head_key is not None and self.dropout > 0:
+      keep = jax.random.bernoulli(head_key, 1.0 - self.dropout, pooled.shape)
+      pooled = jnp.where(keep, pooled / (1.0 - self.dropout), 0.0)
+    return self.classifier(pooled.astype(jnp.float32))
+
+
+def loss_fn(logits, batch):
+  """(sum of weighted cross-entropy, sum of weights): padded rows weigh 0."""
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), batch["labels"])
+  return jnp.sum(ce * batch["weights"]), jnp.sum(batch["weights"])
+
+
+def predict_fn(logits, batch):
+  del batch
+  return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+
+
+def metrics(y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) -> dict:
+  """Accuracy and macro-F1 (classes absent from both truth and prediction are left out)."""
+  y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+  f1s = []
+  for c in range(num_labels):
+    tp = np.sum((y_pred == c) & (y_true == c))
+    fp = np.sum((y_pred == c) & (y_true != c))
+    fn = np.sum((y_pred != c) & (y_true == c))
+    if tp + fp + fn == 0:
+      continue
+    f1s.append(2 * tp / (2 * tp + fp + fn))
+  return {"accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
+          "macro_f1": float(np.mean(f1s)) if f1s else 0.0}

@@ -1,0 +1,23 @@
+"""python -m fjft.train --config=experiments/<file>.py[:arg] --workdir=<dir> [--config.<field>=<v>]"""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from fjft import cli, runner
+from fjft.errors import exit_on_user_error
+
+cli.define_config_flag()
+flags.DEFINE_bool("rerun", False, "Train again even if this config's run already finished.")
+
+
+@exit_on_user_error
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  config = cli.load_config_from_flags()
+  runner.run(config, flags.FLAGS.workdir, rerun=flags.FLAGS.rerun)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.flags_parser)

@@ -1,0 +1,78 @@
+"""Config loading, overrides, unknown fields and the run hash."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fjft import config as config_lib
+from fjft.errors import ConfigError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICKSTART = os.path.join(REPO, "experiments", "quickstart.py")
+
+
+def test_required_fields_present_in_every_experiment():
+  for name in ("quickstart.py", "sentiment_sst2.py", "intents_banking77.py"):
+    c = config_lib.load_config(os.path.join(REPO, "experiments", name))
+    for field in config_lib.REQUIRED_FIELDS:
+      config_lib.get_field(c, field)
+
+
+def test_override_parses_to_field_type():
+  c = config_lib.load_config(QUICKSTART, [("optim.lr", "3e-4"), ("train.steps", "7"),
+                                          ("data.buckets", "(16, 32)"), ("train.progress", "false")])
+  assert c.optim.lr == 3e-4 and isinstance(c.optim.lr, float)
+  assert c.train.steps == 7
+  assert tuple(c.data.buckets) == (16, 32)
+  assert c.train.progress is False
+
+
+def test_unknown_field_names_closest():
+  with pytest.raises(ConfigError, match=r"unknown config field 'optim\.lrr'.*'optim\.lr'"):
+    config_lib.load_config(QUICKSTART, [("optim.lrr", "1e-4")])
+
+
+def test_bad_value_names_field():
+  with pytest.raises(ConfigError, match="train.steps"):
+    config_lib.load_config(QUICKSTART, [("train.steps", "many")])
+  with pytest.raises(ConfigError, match="train.steps"):
+    config_lib.load_config(QUICKSTART, [("train.steps", "0")])
+  with pytest.raises(ConfigError, match="grad_accum"):
+    config_lib.load_config(QUICKSTART, [("train.grad_accum", "5")])
+
+
+def test_config_arg():
+  c = config_lib.load_config(QUICKSTART + ":steps=9,lr=0.001")
+  assert c.train.steps == 9 and c.optim.lr == 0.001
+  with pytest.raises(ConfigError, match="steps"):
+    config_lib.load_config(QUICKSTART + ":stepz=9")
+
+
+def test_missing_file():
+  with pytest.raises(ConfigError, match="does not exist"):
+    config_lib.load_config("experiments/nope.py")
+
+
+def test_hash_ignores_non_identity_fields_only():
+  base = config_lib.config_hash(config_lib.load_config(QUICKSTART))
+  for key, value in [("train.log_every", "3"), ("train.checkpoint_every", "11"),
+                     ("train.keep_checkpoints", "5"), ("train.progress", "false")]:
+    assert config_lib.config_hash(config_lib.load_config(QUICKSTART, [(key, value)])) == base
+  for key, value in [("optim.lr", "1e-3"), ("seed", "1"), ("train.steps", "3"),
+                     ("data.path", "elsewhere")]:
+    assert config_lib.config_hash(config_lib.load_config(QUICKSTART, [(key, value)])) != base
+
+
+def test_hash_stable_across_processes():
+  code = ("from fjft import config as c; "
+          f"print(c.config_hash(c.load_config({QUICKSTART!r})))")
+  hashes = set()
+  for seed in ("0", "1", "12345"):
+    env = dict(os.environ, PYTHONHASHSEED=seed)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, cwd=REPO)
+    hashes.add(out.stdout.strip())
+  assert len(hashes) == 1
+  assert hashes.pop() == config_lib.config_hash(config_lib.load_config(QUICKSTART))
