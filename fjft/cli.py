@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from absl import flags
+from absl import logging as absl_logging
 
 from fjft import config as config_lib
 from fjft.errors import ConfigError
@@ -56,3 +57,8 @@ def load_config_from_flags():
   if not spec:
     raise ConfigError("--config is required, e.g. --config=experiments/quickstart.py")
   return config_lib.load_config(spec, OVERRIDES)
+
+
+def quiet_libraries() -> None:
+  """Orbax logs every save at INFO through absl; the run's own console lines are enough."""
+  absl_logging.set_verbosity(absl_logging.WARNING)

@@ -9,6 +9,7 @@ import numpy as np
 from absl import app, flags
 
 from fjft import infer
+from fjft import cli
 from fjft.errors import FjftError, exit_on_user_error
 from fjft.models import registry
 from fjft.weights.safetensors_io import write_safetensors
@@ -22,7 +23,7 @@ def export_hf(run_dir: str, out_dir: str) -> str:
   """Writes <out_dir>/config.json, model.safetensors and tokenizer files; returns out_dir."""
   run = infer.load_run(run_dir)
   family_name = run.info["family"]
-  family = registry.family(family_name)
+  family = registry.FAMILIES[family_name]
   if family_name not in HF_CLASSIFIER:
     raise FjftError(f"export: no Hugging Face classifier class known for family {family_name!r}")
   cfg = family.Config.from_hf(run.info["hf_config"])
@@ -54,6 +55,7 @@ def define_flags():
 @exit_on_user_error
 def main(argv):
   del argv
+  cli.quiet_libraries()
   out = export_hf(flags.FLAGS.run, flags.FLAGS.out)
   print(f"wrote a Hugging Face model to {out}: "
         f"transformers.AutoModelForSequenceClassification.from_pretrained({out!r})")

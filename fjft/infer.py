@@ -35,7 +35,7 @@ class LoadedRun:
 
 def skeleton(info: dict) -> nnx.Module:
   """The run's model with the right shapes, without reading pretrained weights."""
-  family = registry.family(info["family"])
+  family = registry.FAMILIES[info["family"]]
   cfg = family.Config.from_hf(info["hf_config"])
   encoder = family.Model(cfg, rngs=nnx.Rngs(0))
   return classify.Classifier(encoder, cfg.hidden_size, len(info["labels"]), 0.0, rngs=nnx.Rngs(0))

