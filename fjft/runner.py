@@ -105,6 +105,10 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
 
   logger = RunLogger(run_dir, config.train.steps, int(state.step), config.train.progress)
   logger.text("config", "```\n" + config_lib.canonical_json(config, identity_only=False) + "\n```")
+  # The baseline as flat lines over the whole run, to read the dev curves against.
+  for split, values in baseline.items():
+    for at in (0, config.train.steps):
+      logger.scalars(at, values, f"baseline/{split}/")
   say(f"model {config.model.name}: {n_params / 1e6:.1f}M params, {num_labels} labels; "
       f"training {config.train.steps} steps of {config.train.batch_size} examples")
   try:
