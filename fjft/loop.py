@@ -13,7 +13,6 @@ import time
 from typing import Callable
 
 import jax
-import numpy as np
 
 from fjft.errors import FjftError
 
@@ -147,7 +146,3 @@ def _record_eval(loop_state: LoopState, step: int, dev: dict, train_cfg, logger)
     loop_state.bad_evals += 1
   shown = " ".join(f"{k}={v:.4f}" for k, v in dev.items())
   logger.message(f"step {step}: dev {shown}" + ("  (best)" if improved else ""))
-
-
-def numpy_params(params):
-  return jax.tree.map(np.asarray, jax.device_get(params))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 
 import jax
@@ -39,7 +40,6 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
     say(f"run {run_dir} already finished (results.json); pass --rerun to train it again")
     return rundir.read_json(results_file)
   if rerun and os.path.isdir(run_dir):
-    import shutil
     shutil.rmtree(run_dir)
   run_dir = rundir.prepare(config, workdir)
   started = time.time()
