@@ -3,7 +3,8 @@
   python -m fjft.train --config=experiments/intents_banking77.py --workdir=runs
 
 Data: ../shared/data/banking77 (train.csv, dev carved from it; test.csv is `test`).
-Reached: see README (Results).
+Reached (2 CPU cores): test accuracy 0.9240 vs 0.8873 for TF-IDF + logistic regression,
+best dev 0.9283 at step 2000; 33 min wall while sharing the cores with another run.
 """
 
 from fjft import config as config_lib
@@ -11,7 +12,7 @@ from fjft.defaults import classify_config
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, {"steps": 3000, "lr": 1e-4})
+  a = config_lib.parse_arg(arg, {"steps": 2000, "lr": 1e-4})
   c = classify_config()
   c.name = "banking77"
   c.data.path = "../shared/data/banking77"

@@ -3,7 +3,8 @@
   python -m fjft.train --config=experiments/quickstart.py --workdir=runs
 
 Data: experiments/data/quickstart (600 train / 150 test rows, 6 intents, written for fjft);
-dev is carved from train. About 2 minutes on 2 CPU cores. Reached: see README (Quickstart).
+dev is carved from train. A few minutes on 2 CPU cores.
+Reached (2 CPU cores): test accuracy 0.967 vs 0.893 for TF-IDF + logistic regression.
 """
 
 from fjft import config as config_lib

@@ -4,22 +4,23 @@
   python -m fjft.train --config=experiments/sentiment_sst2.py:recipe=full --workdir=runs
 
 Data: ../shared/data/sst2 (train.tsv trains, dev.tsv selects, test.tsv = GLUE dev is `test`).
-Reached: see README (Results).
+Reached (2 CPU cores, cpu recipe): test accuracy 0.8865 vs 0.8188 for TF-IDF + logistic
+regression, best dev 0.9306 at step 1500; 30 min wall while sharing the cores with another run.
 """
 
 from fjft import config as config_lib
 from fjft.defaults import classify_config
 
 RECIPES = {
-    # ~20 minutes on 2 CPU cores
+    # measured: 26 CPU-minutes of user time on the 2-core machine (see the docstring)
     "cpu": dict(steps=1500, batch_size=32, eval_every=250),
-    # several epochs; hours on CPU, minutes on a GPU
+    # 8x the steps of the cpu recipe (about 6 epochs of the phrase set); not yet run
     "full": dict(steps=12000, batch_size=32, eval_every=1000),
 }
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, {"recipe": "cpu", "lr": 5e-5})
+  a = config_lib.parse_arg(arg, {"recipe": "cpu", "lr": 1e-4})
   r = RECIPES[a.recipe]
   c = classify_config()
   c.name = f"sst2-{a.recipe}"
