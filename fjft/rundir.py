@@ -25,7 +25,12 @@ def run_dir_for(config, workdir: str) -> str:
 
 
 def write_json(path: str, obj) -> None:
-  """Writes atomically, so a kill never leaves a half-written file behind."""
+  """Writes atomically, so a kill never leaves a half-written file behind.
+
+  Only process 0 writes run files; on other hosts this does nothing.
+  """
+  if jax.process_index() != 0:
+    return
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(obj, f, indent=2, sort_keys=True)
@@ -97,8 +102,8 @@ def prepare(config, workdir: str) -> str:
   run_dir = run_dir_for(config, workdir)
   if jax.process_index() == 0:
     os.makedirs(run_dir, exist_ok=True)
-    write_json(os.path.join(run_dir, "config.json"), config_lib.to_dict(config))
-    write_json(os.path.join(run_dir, "env.json"), environment(config))
+  write_json(os.path.join(run_dir, "config.json"), config_lib.to_dict(config))
+  write_json(os.path.join(run_dir, "env.json"), environment(config))
   return run_dir
 
 

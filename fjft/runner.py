@@ -55,7 +55,8 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
 
   family, model_path = registry.resolve(config.model.name)
   tokenizer = Tokenizer.from_dir(model_path)
-  tokenizer.save(os.path.join(run_dir, "tokenizer"))
+  if jax.process_index() == 0:
+    tokenizer.save(os.path.join(run_dir, "tokenizer"))
   encoded = {
       name: batches_lib.encode([e.text for e in exs], [label_index[e.label] for e in exs],
                                tokenizer, config.data.max_length)
@@ -137,8 +138,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
     if len(encoded["test"]):
       results["test"] = evaluate(best_params, "test")
     logger.hparams(_hparams(config), {f"dev_{k}": v for k, v in dev.items()})
-    if jax.process_index() == 0:
-      rundir.write_json(results_file, results)
+    rundir.write_json(results_file, results)
   finally:
     logger.close()
     checkpoints.close()
@@ -194,8 +194,7 @@ def _baseline(config, splits, label_index, num_labels, run_dir) -> dict:
       {"dev": ([e.text for e in splits.dev], lab(splits.dev)),
        "test": ([e.text for e in splits.test], lab(splits.test))},
       num_labels, config.baseline, config.seed)
-  if jax.process_index() == 0:
-    rundir.write_json(path, out)
+  rundir.write_json(path, out)
   return out
 
 
