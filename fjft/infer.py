@@ -16,7 +16,7 @@ from fjft.data import batches as batches_lib
 from fjft.data.clean import normalize_text
 from fjft.errors import FjftError
 from fjft.models import registry
-from fjft.runner import make_apply_fn
+from fjft.runner import make_apply_fn, predict_probs
 from fjft.step import make_eval_step
 from fjft.tasks import classify
 from fjft.tokenizer import Tokenizer
@@ -66,11 +66,8 @@ def predict_texts(run: LoadedRun, texts: list[str], batch_size: int = 64) -> np.
                            run.info["max_length"])
   eval_step = jax.jit(make_eval_step(make_apply_fn(run.graphdef, run.info["compute_dtype"]),
                                      classify.predict_fn))
-  out = np.zeros((len(texts), len(run.info["labels"])), np.float32)
-  for idx, batch in batches_lib.eval_batches(enc, batch_size, run.info["buckets"],
-                                             run.tokenizer.pad_id):
-    out[idx] = np.asarray(eval_step(run.params, batch))[:len(idx)]
-  return out
+  return predict_probs(eval_step, run.params, enc, batch_size, run.info["buckets"],
+                       run.tokenizer.pad_id)
 
 
 def logits_texts(run: LoadedRun, texts: list[str]) -> np.ndarray:

@@ -101,7 +101,8 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
     return mesh_lib.global_batch(batch, mesh, rules)
 
   def evaluate(params, split="dev"):
-    probs = predict_probs(eval_step, params, encoded[split], config, tokenizer.pad_id, to_device)
+    probs = predict_probs(eval_step, params, encoded[split], config.train.eval_batch_size,
+                          config.data.buckets, tokenizer.pad_id, to_device)
     return classify.metrics(encoded[split].labels, probs.argmax(-1), num_labels)
 
   logger = RunLogger(run_dir, config.train.steps, int(state.step), config.train.progress)
@@ -169,17 +170,17 @@ def make_apply_fn(graphdef, compute_dtype: str):
   return apply_fn
 
 
-def predict_probs(eval_step, params, enc, config, pad_id: int, to_device) -> np.ndarray:
+def predict_probs(eval_step, params, enc, batch_size: int, buckets, pad_id: int,
+                  to_device=lambda batch: batch) -> np.ndarray:
   """Class probabilities for every example of `enc`, in its original order."""
+  if not len(enc):
+    raise FjftError("nothing to predict: no examples")
   out = None
-  for idx, batch in batches_lib.eval_batches(enc, config.train.eval_batch_size,
-                                             config.data.buckets, pad_id):
+  for idx, batch in batches_lib.eval_batches(enc, batch_size, buckets, pad_id):
     probs = np.asarray(jax.device_get(eval_step(params, to_device(batch))))
     if out is None:
       out = np.zeros((len(enc), probs.shape[-1]), np.float32)
     out[idx] = probs[:len(idx)]
-  if out is None:
-    raise FjftError("nothing to evaluate: the split is empty")
   return out
 
 
