@@ -30,7 +30,6 @@ ARGS = parse()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fjft import optim  # noqa: E402
