@@ -200,14 +200,7 @@ def _baseline(config, splits, label_index, num_labels, run_dir) -> dict:
 
 
 def _hparams(config) -> dict:
-  flat = {}
-  d = config_lib.to_dict(config)
-  for key in config_lib.flat_keys(config):
-    node = d
-    for part in key.split("."):
-      node = node[part]
-    flat[key] = node
-  return flat
+  return {key: config_lib.get_field(config, key) for key in config_lib.flat_keys(config)}
 
 
 def summary(config, results: dict, results_file: str) -> str:
