@@ -54,6 +54,7 @@ import numpy as np
 from flax import nnx
 
 from fjft.errors import CheckpointError, ConfigError
+from fjft.models.dropout import dropout
 from fjft.weights import safetensors_io
 
 log = logging.getLogger(__name__)
@@ -207,16 +208,6 @@ def _param(rngs: nnx.Rngs, init: Callable[..., jax.Array],
                    out_sharding=axes, eager_sharding=False)
 
 
-def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
-  if key is None or rate == 0.0:
-    return x
-  # Drawn flat and reshaped: the same bits, but XLA:CPU compiles a 4-D
-  # threefry draw ~10x slower than a 1-D one (seconds per call site).
-  keep = jax.random.bernoulli(key, 1.0 - rate, (x.size,)).reshape(x.shape)
-  return jnp.where(keep, x * jnp.asarray(1.0 / (1.0 - rate), x.dtype),
-                   jnp.zeros((), x.dtype))
-
-
 def _fold(key: jax.Array | None, i: int) -> jax.Array | None:
   return None if key is None else jax.random.fold_in(key, i)
 
@@ -233,9 +224,13 @@ class Dense(nnx.Module):
 
   def __call__(self, x: jax.Array, dtype: jnp.dtype) -> jax.Array:
     kernel = self.kernel[...].astype(dtype)
-    y = jax.lax.dot_general(x.astype(dtype), kernel,
-                            (((x.ndim - 1,), (0,)), ((), ())))
-    return y + self.bias[...].astype(dtype)
+    # Tokens flattened to one dim: the weight gradient then contracts a single
+    # dim, which XLA:CPU's matmul takes transposed in place; contracting
+    # (batch, time) made it copy a transpose of every activation first.
+    lead = x.shape[:-1]
+    y = jax.lax.dot_general(x.reshape(-1, x.shape[-1]).astype(dtype), kernel,
+                            (((1,), (0,)), ((), ())))
+    return y.reshape(*lead, *kernel.shape[1:]) + self.bias[...].astype(dtype)
 
 
 class LayerNorm(nnx.Module):
@@ -303,7 +298,7 @@ class Embeddings(nnx.Module):
       x = x + types[0]
     else:
       x = x + jnp.take(types, token_type_ids, axis=0)
-    return _dropout(self.layer_norm(x, dtype), cfg.hidden_dropout, key)
+    return dropout(self.layer_norm(x, dtype), cfg.hidden_dropout, key)
 
 
 class SelfAttention(nnx.Module):
@@ -339,7 +334,7 @@ class SelfAttention(nnx.Module):
       ctx = jax.nn.dot_product_attention(q, k, v, mask=mask,
                                          implementation=cfg.attention_impl)
     out = self.output(ctx.reshape(b, t, cfg.hidden_size), dtype)
-    out = _dropout(out, cfg.hidden_dropout, _fold(key, 1))
+    out = dropout(out, cfg.hidden_dropout, _fold(key, 1))
     return self.layer_norm(out + x, dtype)
 
 
@@ -350,7 +345,7 @@ def _attention_with_dropout(q, k, v, attention_mask, rate, key):
                       preferred_element_type=jnp.float32) * scale
   mask = attention_mask.astype(bool)[:, None, None, :]
   logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-  probs = _dropout(jax.nn.softmax(logits, axis=-1), rate, key)
+  probs = dropout(jax.nn.softmax(logits, axis=-1), rate, key)
   return jnp.einsum("bnts,bsnd->btnd", probs.astype(v.dtype), v)
 
 
@@ -369,7 +364,7 @@ class Layer(nnx.Module):
                key: jax.Array | None, dtype: jnp.dtype) -> jax.Array:
     h = self.attention(cfg, x, attention_mask, _fold(key, 0), dtype)
     y = _ACTIVATIONS[cfg.hidden_act](self.intermediate(h, dtype))
-    y = _dropout(self.output(y, dtype), cfg.hidden_dropout, _fold(key, 1))
+    y = dropout(self.output(y, dtype), cfg.hidden_dropout, _fold(key, 1))
     return self.output_layer_norm(y + h, dtype)
 
 

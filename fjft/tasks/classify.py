@@ -12,6 +12,8 @@ import numpy as np
 import optax
 from flax import nnx
 
+from fjft.models import dropout as dropout_lib
+
 # Parameters whose paths match this are new, not loaded from the pretrained checkpoint.
 HEAD_PATTERN = r"^classifier\."
 
@@ -45,8 +47,7 @@ class Classifier(nnx.Module):
     _, pooled = self.encoder(input_ids, attention_mask, dropout_key=enc_key,
                              compute_dtype=compute_dtype)
     if head_key is not None and self.dropout > 0:
-      keep = jax.random.bernoulli(head_key, 1.0 - self.dropout, pooled.shape)
-      pooled = jnp.where(keep, pooled / (1.0 - self.dropout), 0.0)
+      pooled = dropout_lib.dropout(pooled, self.dropout, head_key)
     return self.classifier(pooled.astype(jnp.float32))
 
 
