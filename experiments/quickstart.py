@@ -4,7 +4,7 @@
 
 Data: experiments/data/quickstart (600 train / 150 test rows, 6 intents, written for fjft);
 dev is carved from train. A few minutes on 2 CPU cores.
-Reached (2 CPU cores): test accuracy 0.967 vs 0.893 for TF-IDF + logistic regression.
+Reached (2 CPU cores, 2.8 min): test accuracy 0.953 vs 0.893 for TF-IDF + logistic regression.
 """
 
 from fjft import config as config_lib
