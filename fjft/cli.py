@@ -59,6 +59,14 @@ def load_config_from_flags():
   return config_lib.load_config(spec, OVERRIDES)
 
 
+def begin(argv: list[str]) -> None:
+  """Start of every main: no positional arguments, and quiet library logs."""
+  if len(argv) > 1:
+    from absl import app
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  quiet_libraries()
+
+
 def quiet_libraries() -> None:
   """Orbax logs every save at INFO through absl; the run's own console lines are enough."""
   absl_logging.set_verbosity(absl_logging.WARNING)

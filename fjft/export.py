@@ -54,8 +54,7 @@ def define_flags():
 
 @exit_on_user_error
 def main(argv):
-  del argv
-  cli.quiet_libraries()
+  cli.begin(argv)
   out = export_hf(flags.FLAGS.run, flags.FLAGS.out)
   print(f"wrote a Hugging Face model to {out}: "
         f"transformers.AutoModelForSequenceClassification.from_pretrained({out!r})")

@@ -20,8 +20,7 @@ flags.DEFINE_integer("batch_size", 64, "Examples per forward pass.")
 
 @exit_on_user_error
 def main(argv):
-  del argv
-  cli.quiet_libraries()
+  cli.begin(argv)
   f = flags.FLAGS
   run = infer.load_run(f.run)
   column = f.text_column or run.config["data"]["text_column"]

@@ -13,9 +13,7 @@ flags.DEFINE_bool("rerun", False, "Train again even if this config's run already
 
 @exit_on_user_error
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  cli.quiet_libraries()
+  cli.begin(argv)
   config = cli.load_config_from_flags()
   runner.run(config, flags.FLAGS.workdir, rerun=flags.FLAGS.rerun)
 
