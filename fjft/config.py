@@ -88,6 +88,14 @@ def load_config(spec: str, overrides: Iterable[tuple[str, str]] = ()) -> ml_coll
   return config
 
 
+def from_dict(d: dict) -> ml_collections.ConfigDict:
+  """The locked, validated config saved in a run's config.json."""
+  config = ml_collections.ConfigDict(d)
+  config.lock()
+  validate(config)
+  return config
+
+
 def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
   keys = []
   for k, v in config.items():
