@@ -76,3 +76,36 @@ def test_hash_stable_across_processes():
     hashes.add(out.stdout.strip())
   assert len(hashes) == 1
   assert hashes.pop() == config_lib.config_hash(config_lib.load_config(QUICKSTART))
+
+
+def _changed(value):
+  if isinstance(value, bool):
+    return not value
+  if isinstance(value, int):
+    return value + 1
+  if isinstance(value, float):
+    return value * 2 + 1
+  if isinstance(value, (tuple, list)):
+    return type(value)(value) + type(value)([999])
+  return str(value) + "x"
+
+
+def test_every_field_but_the_non_identity_ones_changes_the_hash():
+  base_config = config_lib.load_config(QUICKSTART)
+  base = config_lib.config_hash(base_config)
+  keys = config_lib.flat_keys(base_config)
+  assert len(keys) > 40
+  for key in keys:
+    config = config_lib.load_config(QUICKSTART)
+    config_lib.set_field(config, key, _changed(config_lib.get_field(config, key)))
+    same = config_lib.config_hash(config) == base
+    assert same == (key in config_lib.NON_IDENTITY_FIELDS), key
+
+
+def test_canonical_form_is_pinned():
+  # The hash is sha256 of exactly this text on every machine: sorted keys, no spaces,
+  # shortest round-trip floats, ASCII only.
+  d = {"seed": 0, "name": "é", "optim": {"lr": 1e-4, "b2": 0.999}, "buckets": [16, 32]}
+  text = config_lib.canonical_json(d, identity_only=True)
+  assert text == '{"buckets":[16,32],"name":"\\u00e9","optim":{"b2":0.999,"lr":0.0001},"seed":0}'
+  assert config_lib.config_hash(d) == __import__("hashlib").sha256(text.encode()).hexdigest()
