@@ -151,6 +151,32 @@ def test_predict_and_export(finished_run, tmp_path):
   assert model.config.id2label[0] == labels[0]
 
 
+def test_predict_scores_gold_labels_through_a_label_map(finished_run, tmp_path):
+  config, workdir, _, _ = finished_run
+  run_dir = os.path.join(workdir, config_lib.run_name(config))
+  labels = json.load(open(os.path.join(run_dir, "model.json")))["labels"]
+  rows = [json.loads(l) for l in open(os.path.join(REPO, "experiments/data/quickstart/test.jsonl"))]
+  rows = rows[:40]
+  inp = tmp_path / "other.jsonl"   # another file's label names: "intent_<run label>"
+  inp.write_text("".join(json.dumps({"review": r["text"], "gold": f"intent_{r['label']}"}) + "\n"
+                         for r in rows))
+  out = tmp_path / "out.jsonl"
+  mapping = ",".join(f"intent_{l}={l}" for l in labels)
+  done = subprocess.run([sys.executable, "-m", "fjft.predict", f"--run={run_dir}", f"--input={inp}",
+                         f"--output={out}", "--text_column=review", "--label_column=gold",
+                         f"--label_map={mapping}"], cwd=REPO, capture_output=True, text=True)
+  assert done.returncode == 0, done.stderr
+  preds = [json.loads(l)["label"] for l in out.read_text().splitlines()]
+  expected = np.mean([p == r["label"] for p, r in zip(preds, rows)])
+  assert f"accuracy {expected:.4f}" in done.stdout
+
+  bad = subprocess.run([sys.executable, "-m", "fjft.predict", f"--run={run_dir}", f"--input={inp}",
+                        f"--output={out}", "--text_column=review", "--label_column=gold"],
+                       cwd=REPO, capture_output=True, text=True)
+  assert bad.returncode == 2 and "Traceback" not in bad.stderr
+  assert "other.jsonl:1: label 'intent_" in bad.stderr and "--label_map" in bad.stderr
+
+
 def _cli(args):
   return subprocess.run([sys.executable, "-m", "fjft.train"] + args, cwd=REPO,
                         capture_output=True, text=True, timeout=120)
