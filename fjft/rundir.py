@@ -17,6 +17,8 @@ from fjft.errors import FjftError
 
 PACKAGES = ("fjft", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "tokenizers",
             "ml-collections", "scikit-learn")
+# fjft.reproduce re-runs a run under <workdir>/reproductions/: lookups by hash skip it.
+REPRODUCTIONS = "reproductions"
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
 
 

@@ -53,6 +53,21 @@ def execute(plan, parallel: int, say=print) -> dict[int, dict]:
   logs = os.path.join(plan.sweep_dir, "logs")
   os.makedirs(logs, exist_ok=True)
   running: list[tuple[object, subprocess.Popen, str, float, object]] = []
+  try:
+    _drive(plan, parallel, pending, running, outcomes, logs, say)
+  except KeyboardInterrupt:
+    # Ctrl-C reached the runs too (same process group): each saves a checkpoint and exits;
+    # rerunning the sweep resumes them.
+    say("interrupted: waiting for the running runs to save their checkpoints")
+    for run, proc, _, _, log in running:
+      proc.wait()
+      log.close()
+      outcomes[run.index] = {"status": "interrupted", "run_dir": run.run_dir,
+                             "reason": "Ctrl-C; rerun the sweep to resume"}
+  return outcomes
+
+
+def _drive(plan, parallel, pending, running, outcomes, logs, say) -> None:
   while pending or running:
     while pending and len(running) < max(parallel, 1):
       run = pending.pop(0)
@@ -81,7 +96,6 @@ def execute(plan, parallel: int, say=print) -> dict[int, dict]:
                                "reason": f"exit {proc.returncode}: {reason}"}
         say(f"[{run.index + 1}/{len(plan.runs)}] {run.label}: FAILED after {minutes:.1f} min "
             f"(exit {proc.returncode}): {reason}")
-  return outcomes
 
 
 def _last_checkpoint_step(run_dir: str) -> int | None:
@@ -113,9 +127,9 @@ def summarize(plan, outcomes: dict[int, dict], say=print) -> int:
   if top:
     say(f"\nbest: {top['run']} ({top['hash']}) best dev {metric} "
         f"{top[f'best_dev_{metric}']:.4f}, {top['run_dir']}")
-  failed = [r for r in rows if r["status"] == "failed"]
+  failed = [r for r in rows if r["status"] in ("failed", "interrupted")]
   for r in failed:
-    say(f"failed: {r['run']} ({r['hash']}): {r['reason']}")
+    say(f"{r['status']}: {r['run']} ({r['hash']}): {r['reason']}")
   say(f"summary: {paths['md']}, {paths['csv']}, {paths['png']}")
   say(f"tensorboard --logdir {plan.sweep_dir}")
   return 1 if failed else 0

@@ -103,16 +103,23 @@ def plot(path: str, rows: list[dict], swept: list[str], metric: str) -> None:
   fig, axes = plt.subplots(1, len(fields), figsize=(4.2 * len(fields), 3.4), squeeze=False)
   key = f"best_dev_{metric}"
   for ax, field in zip(axes[0], fields):
-    pts = [(r[field], r[key]) for r in rows if r[key] is not None]
-    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x, _ in pts)
-    if numeric and pts:
-      xs = [x for x, _ in pts]
-      ax.scatter(xs, [y for _, y in pts])
-      if min(xs) > 0 and max(xs) / min(xs) >= 10:
-        ax.set_xscale("log")
-    else:
-      names = sorted({str(x) for x, _ in pts})
-      ax.scatter([names.index(str(x)) for x, _ in pts], [y for _, y in pts])
+    done = [r for r in rows if r[key] is not None]
+    xs_raw = [r[field] for r in done]
+    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs_raw)
+    names = sorted({str(x) for x in xs_raw})
+    xs = xs_raw if numeric else [names.index(str(x)) for x in xs_raw]
+    # Colour by another swept field, so an interaction shows as separated colours.
+    other = next((f for f in fields if f != field), None)
+    groups = sorted({str(r[other]) for r in done}) if other else [None]
+    for g in groups:
+      idx = [i for i, r in enumerate(done) if g is None or str(r[other]) == g]
+      ax.scatter([xs[i] for i in idx], [done[i][key] for i in idx],
+                 label=None if g is None else f"{other.rsplit('.', 1)[-1]}={g}")
+    if other:
+      ax.legend(fontsize=8)
+    if numeric and xs and min(xs) > 0 and max(xs) / min(xs) >= 10:
+      ax.set_xscale("log")
+    if not numeric:
       ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
     ax.set_xlabel(field)
     ax.set_ylabel(f"best dev {metric}")

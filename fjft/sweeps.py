@@ -174,6 +174,8 @@ def plan(spec: str, workdir: str, extra: Iterable[tuple[str, str]] = ()) -> Plan
 def find_finished(root: str, run_name: str) -> str | None:
   """A finished run directory named `run_name` anywhere under `root`."""
   for path in sorted(glob.glob(os.path.join(glob.escape(root), "**", run_name), recursive=True)):
+    if rundir.REPRODUCTIONS in os.path.relpath(path, root).split(os.sep):
+      continue
     if rundir.is_finished(path):
       return path
   return None
