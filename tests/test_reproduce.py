@@ -40,7 +40,7 @@ def test_reproduces_bit_identically_by_hash(original):
   # Only the git lines may differ (this checkout may have uncommitted changes).
   listed = lines[lines.index("environment differences:") + 1:] \
       if "environment differences:" in lines else []
-  listed = listed[:next(i for i, l in enumerate(listed) if l.startswith("expecting"))]
+  listed = listed[:next((i for i, l in enumerate(listed) if l.startswith("expecting")), 0)]
   diffs = [l for l in listed if not l.startswith("  git")]
   assert not diffs, diffs
   assert "MATCH (bit-identical" in out
