@@ -1,0 +1,415 @@
+"""GPT-2 causal LM in Flax NNX, with HF weights I/O.
+
+Same call signature, Cache and init_cache contract as fjft.models.llama,
+whose shared pieces (Cache, masks, layer driver, tensor tables) it uses.
+
+Logical axis names: "vocab", "embed", "heads" (the fused num_heads * head_dim
+dimension), "mlp", "position" (rows of the position table), "layers" (the
+stacked-layer axis under scan_layers), None (the q/k/v selector).
+
+Parameter tree (HF GPT2LMHeadModel names in brackets; HF's Conv1D weights are
+already [in, out], so only c_attn is reshaped):
+
+  wte.embedding                      [V, H]     (transformer.wte.weight)
+  wpe.embedding                      [P, H]     (transformer.wpe.weight)
+  layers.{i}.ln_1.{scale,bias}       [H]        (transformer.h.{i}.ln_1.{weight,bias})
+  layers.{i}.attn.c_attn.kernel      [H, 3, H]  (…attn.c_attn.weight [H, 3H])
+  layers.{i}.attn.c_attn.bias        [3, H]     (…attn.c_attn.bias [3H])
+  layers.{i}.attn.c_proj.{kernel,bias}  [H, H]
+  layers.{i}.ln_2.{scale,bias}       [H]
+  layers.{i}.mlp.c_fc.{kernel,bias}  [H, I]
+  layers.{i}.mlp.c_proj.{kernel,bias}   [I, H]
+  ln_f.{scale,bias}                  [H]        (transformer.ln_f.*)
+
+The LM head is always the token embedding (tied), as in every GPT-2
+checkpoint. The fused q/k/v kernel keeps q/k/v on their own axis so "heads"
+can be sharded without splitting across q, k and v (as bert.py does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from fjft.errors import CheckpointError, ConfigError
+from fjft.models import llama
+from fjft.models.dropout import dropout
+from fjft.models.llama import Cache, HFTensor, Linear, fold, param, same
+
+_REQUIRED = object()
+
+# (Config field, HF config.json key, default). Defaults are HF GPT2Config's.
+_HF_FIELDS: tuple[tuple[str, str, Any], ...] = (
+    ("vocab_size", "vocab_size", _REQUIRED),
+    ("hidden_size", "n_embd", _REQUIRED),
+    ("num_layers", "n_layer", _REQUIRED),
+    ("num_heads", "n_head", _REQUIRED),
+    ("intermediate_size", "n_inner", None),
+    ("max_position_embeddings", "n_positions", 1024),
+    ("layer_norm_eps", "layer_norm_epsilon", 1e-5),
+    ("activation_function", "activation_function", "gelu_new"),
+    ("bos_token_id", "bos_token_id", 50256),
+    ("eos_token_id", "eos_token_id", 50256),
+    ("pad_token_id", "pad_token_id", None),
+    ("initializer_range", "initializer_range", 0.02),
+)
+
+# HF names of the tanh-approximated GELU that GPT-2 uses, plus exact GELU.
+_ACTIVATIONS = {
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+}
+
+# HF options that change the math in ways this module does not implement:
+# key -> the only value accepted.
+_FIXED_HF_OPTIONS = {"scale_attn_weights": True,
+                     "scale_attn_by_inverse_layer_idx": False,
+                     "add_cross_attention": False,
+                     "tie_word_embeddings": True}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """GPT-2 architecture (defaults: gpt2 small) plus runtime options.
+
+  intermediate_size None means 4 * hidden_size (HF n_inner=None).
+  Runtime options (not in config.json): attention_impl, scan_layers, remat
+  as in fjft.models.llama.Config; embedding_dropout, attention_dropout and
+  hidden_dropout (HF embd_pdrop, attn_pdrop, resid_pdrop) default to 0 and
+  are not read from the checkpoint's config.
+  """
+
+  vocab_size: int = 50257
+  hidden_size: int = 768
+  num_layers: int = 12
+  num_heads: int = 12
+  intermediate_size: int | None = None
+  max_position_embeddings: int = 1024
+  layer_norm_eps: float = 1e-5
+  activation_function: str = "gelu_new"
+  model_type: str = "gpt2"
+  bos_token_id: int | None = 50256
+  eos_token_id: int | None = 50256
+  pad_token_id: int | None = None
+  initializer_range: float = 0.02
+  # Runtime options.
+  attention_impl: str | None = None
+  scan_layers: bool = False
+  remat: str = "none"
+  embedding_dropout: float = 0.0
+  attention_dropout: float = 0.0
+  hidden_dropout: float = 0.0
+
+  def __post_init__(self):
+    if self.model_type != "gpt2":
+      raise ConfigError(f"model_type {self.model_type!r} is not 'gpt2'")
+    for name in ("vocab_size", "hidden_size", "num_layers", "num_heads",
+                 "max_position_embeddings"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive int, got {value!r}")
+    if self.intermediate_size is None:
+      object.__setattr__(self, "intermediate_size", 4 * self.hidden_size)
+    if self.hidden_size % self.num_heads:
+      raise ConfigError(f"hidden_size {self.hidden_size} is not divisible by"
+                        f" num_heads {self.num_heads}")
+    if self.activation_function not in _ACTIVATIONS:
+      raise ConfigError(f"activation_function {self.activation_function!r}"
+                        f" is not supported; supported: {sorted(_ACTIVATIONS)}")
+    if self.attention_impl not in llama.ATTENTION_IMPLS:
+      raise ConfigError(f"attention_impl {self.attention_impl!r} is not one"
+                        f" of {list(llama.ATTENTION_IMPLS)}")
+    if self.remat not in llama.REMAT_POLICIES:
+      raise ConfigError(f"remat {self.remat!r} is not one of"
+                        f" {list(llama.REMAT_POLICIES)}")
+    for name in ("embedding_dropout", "attention_dropout", "hidden_dropout"):
+      if not 0.0 <= getattr(self, name) < 1.0:
+        raise ConfigError(f"{name} must be in [0, 1), got"
+                          f" {getattr(self, name)}")
+
+  @property
+  def head_dim(self) -> int:
+    return self.hidden_size // self.num_heads
+
+  @classmethod
+  def from_hf(cls, d: Mapping[str, Any], **runtime_options: Any) -> Config:
+    """Builds a Config from the dict of an HF GPT-2 config.json."""
+    if d.get("model_type") != "gpt2":
+      raise ConfigError(f"model_type {d.get('model_type')!r} is not 'gpt2'")
+    missing = [hf for _, hf, default in _HF_FIELDS
+               if default is _REQUIRED and hf not in d]
+    if missing:
+      raise ConfigError(f"HF config lacks required fields {missing}")
+    for key, wanted in _FIXED_HF_OPTIONS.items():
+      if d.get(key, wanted) != wanted:
+        raise ConfigError(f"{key}={d[key]!r} is not supported (only"
+                          f" {wanted!r})")
+    kwargs = {f: d.get(hf, default) for f, hf, default in _HF_FIELDS}
+    return cls(**kwargs, **runtime_options)
+
+  def to_hf(self) -> dict[str, Any]:
+    """The HF config.json fields (dropout rates are the runtime ones)."""
+    d = {hf: getattr(self, f) for f, hf, _ in _HF_FIELDS}
+    d.update(model_type="gpt2", architectures=["GPT2LMHeadModel"],
+             embd_pdrop=self.embedding_dropout,
+             attn_pdrop=self.attention_dropout,
+             resid_pdrop=self.hidden_dropout, **_FIXED_HF_OPTIONS)
+    return d
+
+
+# --------------------------------------------------------------- modules ----
+
+
+class LayerNorm(nnx.Module):
+  """LayerNorm whose statistics are always computed in float32."""
+
+  def __init__(self, dim: int, eps: float, *, stack: int | None,
+               rngs: nnx.Rngs):
+    self.eps = eps
+    self.scale = param(rngs, jax.nn.initializers.ones, (dim,), ("embed",),
+                       stack)
+    self.bias = param(rngs, jax.nn.initializers.zeros, (dim,), ("embed",),
+                      stack)
+
+  def __call__(self, x: jax.Array, dtype: jnp.dtype) -> jax.Array:
+    x = x.astype(jnp.float32)
+    centered = x - jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(centered), axis=-1, keepdims=True)
+    y = centered * jax.lax.rsqrt(var + self.eps)
+    return (y * self.scale[...] + self.bias[...]).astype(dtype)
+
+
+class Attention(nnx.Module):
+  """Fused-QKV causal self-attention with an optional KV cache."""
+
+  def __init__(self, cfg: Config, *, stack: int | None, rngs: nnx.Rngs):
+    h, std = cfg.hidden_size, cfg.initializer_range
+    # HF scales residual projections by 1/sqrt(2 * n_layer) at init.
+    proj_std = std / math.sqrt(2 * cfg.num_layers)
+    self.c_attn = Linear(h, (3, h), ("embed", None, "heads"), (None, "heads"),
+                         std, stack=stack, rngs=rngs)
+    self.c_proj = Linear(h, (h,), ("heads", "embed"), ("embed",), proj_std,
+                         stack=stack, rngs=rngs)
+
+  def __call__(self, cfg, x, mask, kv, layer, cache_index, key, dtype):
+    b, t, _ = x.shape
+    qkv = self.c_attn(x, dtype).reshape(b, t, 3, cfg.num_heads, cfg.head_dim)
+    q, k, v = (y.squeeze(2) for y in jnp.split(qkv, 3, axis=2))
+    if kv is not None:
+      k_all, k = llama.update_cache_layer(kv[0], k, layer, cache_index)
+      v_all, v = llama.update_cache_layer(kv[1], v, layer, cache_index)
+      kv = (k_all, v_all)
+    ctx = llama.attend(q, k, v, mask, impl=cfg.attention_impl,
+                       dropout_rate=cfg.attention_dropout, key=key)
+    return self.c_proj(ctx.reshape(b, t, cfg.hidden_size), dtype), kv
+
+
+class MLP(nnx.Module):
+
+  def __init__(self, cfg: Config, *, stack: int | None, rngs: nnx.Rngs):
+    h, i, std = cfg.hidden_size, cfg.intermediate_size, cfg.initializer_range
+    self.c_fc = Linear(h, (i,), ("embed", "mlp"), ("mlp",), std, stack=stack,
+                       rngs=rngs)
+    self.c_proj = Linear(i, (h,), ("mlp", "embed"), ("embed",),
+                         std / math.sqrt(2 * cfg.num_layers), stack=stack,
+                         rngs=rngs)
+
+  def __call__(self, cfg: Config, x: jax.Array, dtype: jnp.dtype) -> jax.Array:
+    act = _ACTIVATIONS[cfg.activation_function]
+    return self.c_proj(act(self.c_fc(x, dtype)), dtype)
+
+
+class Block(nnx.Module):
+  """Pre-norm GPT-2 layer: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
+  def __init__(self, cfg: Config, *, stack: int | None = None,
+               rngs: nnx.Rngs):
+    h, eps = cfg.hidden_size, cfg.layer_norm_eps
+    self.ln_1 = LayerNorm(h, eps, stack=stack, rngs=rngs)
+    self.attn = Attention(cfg, stack=stack, rngs=rngs)
+    self.ln_2 = LayerNorm(h, eps, stack=stack, rngs=rngs)
+    self.mlp = MLP(cfg, stack=stack, rngs=rngs)
+
+  def __call__(self, cfg, x, mask, kv, layer, cache_index, key, dtype):
+    y, kv = self.attn(cfg, self.ln_1(x, dtype), mask, kv, layer, cache_index,
+                      fold(key, 0), dtype)
+    x = x + dropout(y, cfg.hidden_dropout, fold(key, 1))
+    y = self.mlp(cfg, self.ln_2(x, dtype), dtype)
+    return x + dropout(y, cfg.hidden_dropout, fold(key, 2)), kv
+
+
+class Model(nnx.Module):
+  """GPT-2 causal LM returning float32 logits (and the new cache)."""
+
+  def __init__(self, cfg: Config, *, rngs: nnx.Rngs):
+    self.cfg = cfg
+    std = cfg.initializer_range
+    self.wte = llama.Embed(cfg.vocab_size, cfg.hidden_size,
+                           ("vocab", "embed"), std, rngs=rngs)
+    self.wpe = llama.Embed(cfg.max_position_embeddings, cfg.hidden_size,
+                           ("position", "embed"), std, rngs=rngs)
+    self.layers = llama.make_layers(cfg, Block, rngs)
+    self.ln_f = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, stack=None,
+                          rngs=rngs)
+
+  def __call__(self, input_ids: jax.Array, positions: jax.Array, *,
+               kv_mask: jax.Array | None = None, cache: Cache | None = None,
+               cache_index: jax.Array | None = None,
+               dropout_key: jax.Array | None = None,
+               compute_dtype: jnp.dtype = jnp.float32,
+               ) -> tuple[jax.Array, Cache | None]:
+    """As fjft.models.llama.Model.__call__; `positions` index wpe.
+
+    Positions must be < max_position_embeddings: out-of-range indices are
+    clamped by jnp.take rather than reported (they are traced values).
+    """
+    cfg = self.cfg
+    mask, kv, cache_index = llama.slots_and_cache(
+        cfg.num_layers, input_ids.shape[1], cache, cache_index, kv_mask, None)
+    wte = self.wte.embedding[...]
+    x = (jnp.take(wte, input_ids, axis=0) +
+         jnp.take(self.wpe.embedding[...], positions, axis=0))
+    # Layers fold their index 0..L-1 into the key; L is the embeddings'.
+    x = dropout(x.astype(compute_dtype), cfg.embedding_dropout,
+                fold(dropout_key, cfg.num_layers))
+
+    def call(layer, x, kv, i):
+      return layer(cfg, x, mask, kv, i, cache_index, fold(dropout_key, i),
+                   compute_dtype)
+
+    x, kv = llama.run_layers(self.layers, cfg.num_layers, cfg.scan_layers,
+                             cfg.remat, x, kv, call)
+    x = self.ln_f(x, compute_dtype)
+    logits = llama.matmul(x, wte.T, compute_dtype, out_dtype=jnp.float32)
+    return logits.astype(jnp.float32), None if kv is None else Cache(*kv)
+
+
+def init_cache(cfg: Config, batch: int, max_len: int,
+               dtype: jnp.dtype = jnp.float32) -> Cache:
+  """An empty cache, k and v [num_layers, batch, max_len, num_heads, D]."""
+  return llama.new_cache(cfg.num_layers, batch, max_len, cfg.num_heads,
+                         cfg.head_dim, dtype)
+
+
+# ------------------------------------------------------ HF weight mapping ----
+
+
+def _hf_table(cfg: Config) -> list[HFTensor]:
+  h, inter = cfg.hidden_size, cfg.intermediate_size
+  pre = "transformer.h.{i}"
+
+  def conv1d(path, hf, n_in, n_out):
+    return [HFTensor((*path, "kernel"), f"{hf}.weight", (n_in, n_out), same,
+                     same),
+            HFTensor((*path, "bias"), f"{hf}.bias", (n_out,), same, same)]
+
+  def norm(path, hf):
+    return [HFTensor((*path, "scale"), f"{hf}.weight", (h,), same, same),
+            HFTensor((*path, "bias"), f"{hf}.bias", (h,), same, same)]
+
+  return [
+      HFTensor(("wte", "embedding"), "transformer.wte.weight",
+               (cfg.vocab_size, h), same, same),
+      HFTensor(("wpe", "embedding"), "transformer.wpe.weight",
+               (cfg.max_position_embeddings, h), same, same),
+      *norm(("ln_f",), "transformer.ln_f"),
+      *norm(("ln_1",), f"{pre}.ln_1"),
+      HFTensor(("attn", "c_attn", "kernel"), f"{pre}.attn.c_attn.weight",
+               (h, 3 * h), lambda a: a.reshape(h, 3, h),
+               lambda a: a.reshape(h, 3 * h)),
+      HFTensor(("attn", "c_attn", "bias"), f"{pre}.attn.c_attn.bias",
+               (3 * h,), lambda a: a.reshape(3, h), lambda a: a.reshape(-1)),
+      *conv1d(("attn", "c_proj"), f"{pre}.attn.c_proj", h, h),
+      *norm(("ln_2",), f"{pre}.ln_2"),
+      *conv1d(("mlp", "c_fc"), f"{pre}.mlp.c_fc", h, inter),
+      *conv1d(("mlp", "c_proj"), f"{pre}.mlp.c_proj", inter, h),
+  ]
+
+
+def _canonical_key(key: str) -> str:
+  # The original OpenAI checkpoints (GPT2Model) have no "transformer." prefix.
+  if key.startswith("transformer.") or key == "lm_head.weight":
+    return key
+  return "transformer." + key
+
+
+def _ignorable(key: str) -> bool:
+  # Causal-mask buffers of older checkpoints, and the tied head.
+  return key.endswith((".attn.bias", ".attn.masked_bias")) or \
+      key == "lm_head.weight"
+
+
+def _random_value(cfg: Config):
+  proj_std = cfg.initializer_range / math.sqrt(2 * cfg.num_layers)
+
+  def draw(path, shape, rng):
+    # HF GPT2PreTrainedModel init: N(0, initializer_range), residual
+    # projections (c_proj) scaled down by sqrt(2 * n_layer); LayerNorm 1/0.
+    if path[-1] in ("kernel", "embedding"):
+      std = proj_std if "c_proj" in path else cfg.initializer_range
+      return rng.normal(0.0, std, shape).astype(np.float32)
+    return np.full(shape, 1.0 if path[-1] == "scale" else 0.0, np.float32)
+
+  return draw
+
+
+def init_random(cfg: Config, seed: int = 0) -> Model:
+  """A randomly initialised model, HF-style, fast to build (numpy RNG)."""
+  return llama.build(Model, cfg, {}, _random_value(cfg), seed)
+
+
+def _from_tensors(cfg: Config, tensors: Mapping[str, np.ndarray],
+                  source: Mapping[str, str], where: str) -> Model:
+  canonical, canonical_source = {}, {}
+  for k, v in tensors.items():
+    c = _canonical_key(k)
+    if c in canonical:
+      raise CheckpointError(f"{source.get(k, where)}: tensor {k!r} appears"
+                            " both with and without the 'transformer.'"
+                            " prefix")
+    canonical[c], canonical_source[c] = v, source.get(k, where)
+  values = llama.load_values(_hf_table(cfg), cfg.num_layers, cfg.scan_layers,
+                             canonical, canonical_source, where, _ignorable)
+  return llama.build(Model, cfg, values, _random_value(cfg), seed=0)
+
+
+def from_state_dict(hf_config: Mapping[str, Any],
+                    tensors: Mapping[str, np.ndarray], *,
+                    source: str = "state dict", **runtime_options: Any
+                    ) -> tuple[Config, Model]:
+  """As fjft.models.llama.from_state_dict, for GPT-2 (HF Conv1D layout)."""
+  cfg = llama.config_error_in(
+      source, lambda: Config.from_hf(hf_config, **runtime_options))
+  return cfg, _from_tensors(cfg, tensors, {}, source)
+
+
+def from_hf(path: str | Path, **runtime_options: Any) -> tuple[Config, Model]:
+  """Loads an HF GPT-2 folder (config.json + safetensors, single or sharded).
+
+  Raises CheckpointError naming the file and tensor for a missing,
+  unexpected or mis-shaped tensor.
+  """
+  hf_config = llama.read_hf_config(path)
+  cfg = llama.config_error_in(
+      str(Path(path) / "config.json"),
+      lambda: Config.from_hf(hf_config, **runtime_options))
+  return cfg, _from_tensors(cfg, *llama.read_hf_tensors(path))
+
+
+def to_hf_state_dict(cfg: Config, model_state: Model | nnx.State | Mapping
+                     ) -> dict[str, np.ndarray]:
+  """Params as an HF GPT2LMHeadModel state dict (float32, no lm_head: tied).
+
+  model_state: the Model, its nnx.State, or nnx.to_pure_dict(state).
+  """
+  return llama.export_values(_hf_table(cfg), cfg.num_layers, cfg.scan_layers,
+                             model_state)
