@@ -1,21 +1,30 @@
-"""Tokenizer: the HF `tokenizers` fast tokenizer of a model folder.
+"""Tokenizer: the HF `tokenizers` fast tokenizer of a model folder or a GGUF file.
 
 Padding is left to the data pipeline (it pads to its own bucket lengths), so
 any padding or truncation fixed inside tokenizer.json is switched off; the
 requested max_length is applied per call.
+
+A GGUF file has no tokenizer.json: `Tokenizer.from_gguf` rebuilds the
+byte-level BPE tokenizer from its tokenizer.ggml.* metadata, and
+`apply_chat_template` renders the model's Jinja chat template the way
+transformers does.
 """
 
 from __future__ import annotations
 
+import datetime
+import functools
 import json
 import os
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import tokenizers
+from tokenizers import decoders, models, pre_tokenizers, processors
 
-from fjft.errors import FjftError
+from fjft.errors import DataError, FjftError
 
 # Files that together let transformers' AutoTokenizer rebuild the tokenizer;
 # save() copies those that exist. All are plain text/JSON.
@@ -24,6 +33,7 @@ TOKENIZER_FILES = (
     "tokenizer_config.json",
     "special_tokens_map.json",
     "added_tokens.json",
+    "chat_template.jinja",
     "vocab.txt",
     "vocab.json",
     "merges.txt",
@@ -32,14 +42,18 @@ TOKENIZER_FILES = (
 # Used when neither tokenizer.json's padding nor the HF config names one.
 _PAD_TOKEN_GUESSES = ("[PAD]", "<pad>")
 
+# The special-token roles a template may refer to, as transformers names them.
+_SPECIAL_ROLES = ("bos_token", "eos_token", "unk_token", "pad_token")
 
-def _pad_token_from_files(folder: Path) -> str | None:
+
+def _token_from_files(folder: Path, role: str) -> str | None:
+  """The `role` ("pad_token", ...) named by the folder's HF config files."""
   for name in ("special_tokens_map.json", "tokenizer_config.json"):
     path = folder / name
     if not path.is_file():
       continue
     try:
-      tok = json.loads(path.read_text()).get("pad_token")
+      tok = json.loads(path.read_text()).get(role)
     except (ValueError, AttributeError):
       continue
     if isinstance(tok, dict):  # {"content": "<pad>", "lstrip": ...}
@@ -49,14 +63,191 @@ def _pad_token_from_files(folder: Path) -> str | None:
   return None
 
 
+def _chat_template_from_files(folder: Path) -> str | None:
+  # transformers >= 4.43 may write the template to its own file.
+  jinja = folder / "chat_template.jinja"
+  if jinja.is_file():
+    return jinja.read_text()
+  path = folder / "tokenizer_config.json"
+  try:
+    template = json.loads(path.read_text()).get("chat_template")
+  except (OSError, ValueError, AttributeError):
+    return None
+  if isinstance(template, list):  # [{"name": "default", "template": ...}, ...]
+    named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+    template = named.get("default")
+  return template if isinstance(template, str) else None
+
+
+# --------------------------------------------------------------- GGUF BPE ---
+
+
+@functools.cache
+def _byte_alphabet() -> tuple[str, ...]:
+  """GPT-2's byte -> printable character table (index = byte value).
+
+  Printable Latin-1 bytes stand for themselves; the other 68 bytes are moved,
+  in order, to the characters from U+0100 on, so that every byte has a visible
+  character and BPE never sees whitespace or control characters.
+  """
+  keep = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1),
+          *range(0xAE, 0xFF + 1)]
+  table, moved = {}, 0
+  for b in range(256):
+    if b in keep:
+      table[b] = chr(b)
+    else:
+      table[b] = chr(0x100 + moved)
+      moved += 1
+  return tuple(table[b] for b in range(256))
+
+
+# llama.cpp's pre-tokenizer splits (tokenizer.ggml.pre) that differ from
+# GPT-2's; the vocabulary's merges were learned on text split this way.
+_CONTRACTIONS = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
+_LLAMA3_SPLIT = (_CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_QWEN2_SPLIT = (_CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+                r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_PRE_SPLITS = {"llama3": _LLAMA3_SPLIT, "llama-v3": _LLAMA3_SPLIT,
+               "llama-bpe": _LLAMA3_SPLIT, "smaug-bpe": _LLAMA3_SPLIT,
+               "qwen2": _QWEN2_SPLIT, "deepseek-r1-qwen": _QWEN2_SPLIT}
+# These isolate every digit before GPT-2's split.
+_DIGIT_SPLIT_PRES = ("smollm", "starcoder", "refact", "codeshell")
+
+# tokenizer.ggml.token_type values (llama.cpp's llama_token_type).
+_CONTROL, _USER_DEFINED = 3, 4
+
+
+def _pre_tokenizer(pre: str | None):
+  byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+  if pre in _PRE_SPLITS:
+    split = pre_tokenizers.Split(tokenizers.Regex(_PRE_SPLITS[pre]), behavior="isolated")
+    return pre_tokenizers.Sequence(
+        [split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+  if pre in _DIGIT_SPLIT_PRES:
+    return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+  return byte_level  # "gpt2", "default" and unknown names: GPT-2's own split.
+
+
+def _gguf_bpe(meta: dict[str, Any]) -> tokenizers.Tokenizer:
+  """The byte-level BPE tokenizer that tokenizer.ggml.* metadata describes."""
+  kind = meta.get("tokenizer.ggml.model")
+  if kind != "gpt2":
+    raise FjftError(f"GGUF tokenizer model {kind!r} is not supported; fjft builds"
+                    " byte-level BPE ('gpt2') tokenizers only")
+  tokens = meta.get("tokenizer.ggml.tokens")
+  merges = meta.get("tokenizer.ggml.merges")
+  if not tokens or merges is None:
+    raise FjftError("GGUF tokenizer metadata lacks tokenizer.ggml.tokens or"
+                    " tokenizer.ggml.merges")
+  alphabet = _byte_alphabet()
+  letters = set(alphabet)
+  # Some converters store a token as its UTF-8 text rather than in the byte
+  # alphabet; spell those in the alphabet so BPE can reach them.
+  vocab = {t if set(t) <= letters else "".join(alphabet[b] for b in t.encode()): i
+           for i, t in enumerate(tokens)}
+  pairs = []
+  for m in merges:
+    left, sep, right = m.partition(" ")
+    if not sep:
+      raise FjftError(f"GGUF tokenizer merge {m!r} is not two tokens")
+    pairs.append((left, right))
+  tok = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=pairs, dropout=None,
+                                        continuing_subword_prefix="",
+                                        end_of_word_suffix="", fuse_unk=False))
+  tok.pre_tokenizer = _pre_tokenizer(meta.get("tokenizer.ggml.pre"))
+  tok.decoder = decoders.ByteLevel()
+
+  kinds = meta.get("tokenizer.ggml.token_type") or []
+  # llama.cpp matches control and user-defined tokens whole in any text. A
+  # control token spelled outside the byte alphabet is a converter mislabel
+  # with no id of its own in the vocabulary, so it is left out.
+  control = [tokenizers.AddedToken(t, special=True, normalized=False)
+             for t, k in zip(tokens, kinds) if k == _CONTROL and set(t) <= letters]
+  user = [tokenizers.AddedToken(t, special=False, normalized=False)
+          for t, k in zip(tokens, kinds) if k == _USER_DEFINED and t in vocab]
+  tok.add_special_tokens(control)
+  tok.add_tokens(user)
+  return tok
+
+
+def _gguf_token(meta: dict[str, Any], key: str) -> str | None:
+  i = meta.get(f"tokenizer.ggml.{key}")
+  tokens = meta.get("tokenizer.ggml.tokens") or []
+  return tokens[i] if isinstance(i, int) and 0 <= i < len(tokens) else None
+
+
+def _framing(tok: tokenizers.Tokenizer, bos: str | None, eos: str | None,
+             add_bos: bool, add_eos: bool) -> None:
+  """Makes encode(add_special_tokens=True) add BOS / EOS as the GGUF asks."""
+  first = [bos] if add_bos and bos is not None else []
+  last = [eos] if add_eos and eos is not None else []
+  if not first and not last:
+    return
+  single = " ".join([*first, "$A", *last])
+  pair = " ".join([single, *(f"{t}:1" for t in first), "$B:1", *(f"{t}:1" for t in last)])
+  used = {t: tok.token_to_id(t) for t in {*first, *last}}
+  tok.post_processor = processors.TemplateProcessing(
+      single=single, pair=pair, special_tokens=list(used.items()))
+
+
+# ----------------------------------------------------------- chat template --
+
+
+def _raise_exception(message: str):
+  import jinja2
+  raise jinja2.exceptions.TemplateError(message)
+
+
+def _tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+  # Jinja's own tojson escapes HTML characters, which chat templates must not.
+  return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent,
+                    separators=separators, sort_keys=sort_keys)
+
+
+@functools.lru_cache(maxsize=8)
+def _compile_template(source: str):
+  # Sandboxed: a chat template comes with the model file and is untrusted.
+  from jinja2.ext import loopcontrols
+  from jinja2.sandbox import ImmutableSandboxedEnvironment
+  env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                      extensions=[loopcontrols])
+  env.filters["tojson"] = _tojson
+  env.globals["raise_exception"] = _raise_exception
+  env.globals["strftime_now"] = lambda fmt: datetime.datetime.now().strftime(fmt)
+  return env.from_string(source)
+
+
+# -------------------------------------------------------------- Tokenizer ---
+
+
 class Tokenizer:
   """Turns text into token ids with the model's special tokens."""
 
-  def __init__(self, tok: tokenizers.Tokenizer, source_dir: str | os.PathLike[str],
-               pad_token: str | None = None):
+  def __init__(self, tok: tokenizers.Tokenizer,
+               source_dir: str | os.PathLike[str] | None,
+               pad_token: str | None = None, *,
+               special_tokens: dict[str, str | None] | None = None,
+               chat_template: str | None = None,
+               config: dict[str, Any] | None = None):
+    """Wraps a `tokenizers.Tokenizer`.
+
+    Args:
+      tok: the fast tokenizer (padding and truncation off).
+      source_dir: the HF folder it came from (save() copies its files), or
+        None when built in memory (save() writes the files).
+      pad_token: the padding token's text.
+      special_tokens: role ("bos_token", "eos_token", ...) -> token text.
+      chat_template: the model's Jinja chat template, if any.
+      config: extra tokenizer_config.json fields for save() (in-memory only).
+    """
     self._tok = tok
-    self._source_dir = Path(source_dir)
+    self._source_dir = None if source_dir is None else Path(source_dir)
     self._pad_token = pad_token
+    self._special = {k: v for k, v in (special_tokens or {}).items() if v is not None}
+    self.chat_template = chat_template
+    self._config = dict(config or {})
     # enable_truncation mutates the tokenizer; a lock keeps concurrent
     # callers with different max_length from seeing each other's setting.
     self._lock = threading.Lock()
@@ -76,10 +267,41 @@ class Tokenizer:
       raise FjftError(f"{file}: cannot load tokenizer: {e}") from e
     padding = tok.padding
     pad_token = padding["pad_token"] if padding else None
-    pad_token = pad_token or _pad_token_from_files(folder)
+    pad_token = pad_token or _token_from_files(folder, "pad_token")
     tok.no_padding()
     tok.no_truncation()
-    return cls(tok, folder, pad_token)
+    special = {role: _token_from_files(folder, role) for role in _SPECIAL_ROLES}
+    return cls(tok, folder, pad_token, special_tokens=special,
+               chat_template=_chat_template_from_files(folder))
+
+  @classmethod
+  def from_gguf(cls, meta: dict[str, Any], chat_template: str | None) -> Tokenizer:
+    """Builds the tokenizer a GGUF file describes.
+
+    Args:
+      meta: the file's tokenizer.ggml.* metadata (GGUFModel.tokenizer_meta):
+        byte-level BPE tokens and merges, token types (control tokens become
+        special tokens), bos/eos/unk/padding ids and add_bos/add_eos flags.
+      chat_template: tokenizer.chat_template, or None.
+
+    Raises:
+      FjftError: the metadata describes a tokenizer fjft cannot build (e.g. a
+        sentencepiece 'llama' vocabulary) or lacks tokens/merges.
+    """
+    tok = _gguf_bpe(meta)
+    special = {"bos_token": _gguf_token(meta, "bos_token_id"),
+               "eos_token": _gguf_token(meta, "eos_token_id"),
+               "unk_token": _gguf_token(meta, "unknown_token_id"),
+               "pad_token": _gguf_token(meta, "padding_token_id")}
+    add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", False))
+    add_eos = bool(meta.get("tokenizer.ggml.add_eos_token", False))
+    _framing(tok, special["bos_token"], special["eos_token"], add_bos, add_eos)
+    # Batches need some padding id; their masks hide it, so EOS serves when
+    # the file names none (the usual choice for decoder LMs).
+    pad = special["pad_token"] or special["eos_token"]
+    config = {"add_bos_token": add_bos, "add_eos_token": add_eos}
+    return cls(tok, None, pad, special_tokens={**special, "pad_token": pad},
+               chat_template=chat_template, config=config)
 
   def encode_batch(self, texts: list[str], max_length: int) -> list[list[int]]:
     """Token ids per text: [CLS] ... [SEP] (the model's own template).
@@ -97,27 +319,98 @@ class Tokenizer:
       encodings = self._tok.encode_batch(list(texts), add_special_tokens=True)
     return [e.ids for e in encodings]
 
+  def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+    """Token ids of one text, untruncated; the model's BOS/EOS framing if asked."""
+    with self._lock:
+      if self._max_length is not None:
+        self._tok.no_truncation()
+        self._max_length = None
+      return self._tok.encode(text, add_special_tokens=add_special_tokens).ids
+
+  def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+    """The text of token ids (special tokens such as <|im_end|> left out if asked)."""
+    return self._tok.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+
+  def apply_chat_template(self, messages: list[dict[str, Any]],
+                          add_generation_prompt: bool = True) -> str:
+    """Renders a conversation with the model's chat template, as transformers does.
+
+    Args:
+      messages: [{"role": "system" | "user" | "assistant", "content": str}, ...].
+      add_generation_prompt: end with the header that starts the assistant's turn.
+
+    Returns:
+      The prompt text; it already holds the special tokens the template writes,
+      so encode it with add_special_tokens=False.
+
+    Raises:
+      FjftError: the model has no chat template, or it is not valid Jinja.
+      DataError: the template rejects the conversation (raise_exception).
+    """
+    if self.chat_template is None:
+      raise FjftError("this model has no chat template")
+    import jinja2
+    try:
+      template = _compile_template(self.chat_template)
+    except jinja2.exceptions.TemplateSyntaxError as e:
+      raise FjftError(f"the model's chat template is not valid Jinja (line"
+                      f" {e.lineno}): {e.message}") from e
+    try:
+      return template.render(messages=messages, add_generation_prompt=add_generation_prompt,
+                             **self._special)
+    except jinja2.exceptions.TemplateError as e:
+      raise DataError(f"the chat template rejected the conversation: {e}") from e
+
+  def _id_of(self, role: str) -> int | None:
+    tok = self._special.get(role)
+    return None if tok is None else self._tok.token_to_id(tok)
+
+  @property
+  def bos_id(self) -> int | None:
+    return self._id_of("bos_token")
+
+  @property
+  def eos_id(self) -> int | None:
+    return self._id_of("eos_token")
+
   @property
   def pad_id(self) -> int:
     for tok in (self._pad_token, *_PAD_TOKEN_GUESSES):
       if tok is not None and (i := self._tok.token_to_id(tok)) is not None:
         return i
-    raise FjftError(f"{self._source_dir}: the tokenizer defines no padding"
-                    " token")
+    raise FjftError(f"{self._source_dir or 'the tokenizer'}: the tokenizer"
+                    " defines no padding token")
 
   @property
   def vocab_size(self) -> int:
     return self._tok.get_vocab_size(with_added_tokens=True)
 
   def save(self, out_dir: str | os.PathLike[str]) -> None:
-    """Copies the tokenizer files of the source folder into out_dir.
+    """Writes the tokenizer so transformers' AutoTokenizer.from_pretrained(out_dir) loads it.
 
-    The copies are verbatim, so transformers' AutoTokenizer.from_pretrained
-    (out_dir) behaves exactly as on the original folder.
+    A tokenizer from an HF folder has its files copied verbatim (so
+    AutoTokenizer behaves exactly as on the original folder); one built in
+    memory (from GGUF) gets tokenizer.json, tokenizer_config.json (special
+    tokens, chat template) and special_tokens_map.json written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name in TOKENIZER_FILES:
-      src, dst = self._source_dir / name, out / name
-      if src.is_file() and not (dst.exists() and dst.samefile(src)):
-        shutil.copyfile(src, dst)
+    if self._source_dir is not None:
+      for name in TOKENIZER_FILES:
+        src, dst = self._source_dir / name, out / name
+        if src.is_file() and not (dst.exists() and dst.samefile(src)):
+          shutil.copyfile(src, dst)
+      return
+    with self._lock:
+      # Truncation set by encode_batch is a per-call setting, not the model's.
+      if self._max_length is not None:
+        self._tok.no_truncation()
+        self._max_length = None
+      self._tok.save(str(out / "tokenizer.json"))
+    config = {"tokenizer_class": "PreTrainedTokenizerFast",
+              "clean_up_tokenization_spaces": False, **self._config, **self._special}
+    if self.chat_template is not None:
+      config["chat_template"] = self.chat_template
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False))
+    (out / "special_tokens_map.json").write_text(json.dumps(self._special, indent=2,
+                                                            ensure_ascii=False))

@@ -1,0 +1,305 @@
+"""GGUF reading and the GGUF tokenizer, against gguf-py and transformers' own GGUF loading."""
+
+import os
+
+import numpy as np
+import pytest
+
+from fjft.errors import CheckpointError
+from fjft.tokenizer import Tokenizer
+from fjft.weights import gguf_io
+
+gguf = pytest.importorskip("gguf")
+
+TEXTS = [
+    "Hello world!",
+    "The quick brown fox jumps over the lazy dog, doesn't it? We'll see; they've LEFT.",
+    "Ünïcödé àccents, CJK 漢字 and Ελληνικά",
+    "emoji 😀👍🏽 and a family 👨‍👩‍👧",
+    "In 2024 there were 366 days; pi ~ 3.14159 and 1,000,000 > 999999.",
+    "def square(x):\n    return x ** 2  # comment\n\n\tindented\r\n",
+    "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n",
+    "   leading and trailing spaces   ",
+    "<repo_name>fjft<file_sep>README.md",
+    "",
+]
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "What is 2 + 2?"},
+     {"role": "assistant", "content": "4."}],
+    [{"role": "system", "content": "You are terse."},
+     {"role": "user", "content": "Name a prime."}],
+]
+
+
+# ----------------------------------------------------------- dequantising ---
+
+
+def _random_blocks(rng, type_name, n_blocks):
+  """Valid random blocks: finite fp16 scales/mins, random quant bytes."""
+  per_block, block_bytes = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[type_name]]
+  if type_name in ("F32", "F16"):
+    values = rng.standard_normal(n_blocks).astype(type_name.lower().replace("f", "float"))
+    return values.view(np.uint8).reshape(-1, block_bytes)
+  if type_name == "BF16":
+    bits = rng.standard_normal(n_blocks).astype(np.float32).view(np.uint32) >> 16
+    return bits.astype(np.uint16).view(np.uint8).reshape(-1, 2)
+  blocks = rng.integers(0, 256, (n_blocks, block_bytes), dtype=np.uint8)
+  n_scales = 2 if type_name == "Q4_1" else 1
+  scales = (rng.standard_normal((n_blocks, n_scales)) * 0.1).astype(np.float16)
+  blocks[:, :2 * n_scales] = scales.view(np.uint8)
+  return blocks
+
+
+@pytest.mark.parametrize("type_name", gguf_io.SUPPORTED_TYPES)
+def test_dequantize_matches_gguf_py(type_name):
+  rng = np.random.default_rng(0)
+  blocks = _random_blocks(rng, type_name, 4096)
+  qtype = gguf.GGMLQuantizationType[type_name]
+  per_block = gguf.GGML_QUANT_SIZES[qtype][0]
+  rows = 8
+  raw = blocks.reshape(rows, -1)  # 8 rows of whole blocks, as GGUFReader lays them out
+  theirs = gguf.quants.dequantize(raw, qtype)
+  ours = gguf_io.dequantize(raw.reshape(-1), type_name, (rows, 4096 * per_block // rows))
+  assert ours.dtype == np.float32 and ours.shape == theirs.shape
+  np.testing.assert_array_equal(ours, theirs)
+
+
+# ------------------------------------------------------ the packaged model --
+
+
+@pytest.fixture(scope="module")
+def ours(smollm2_gguf):
+  return gguf_io.read_gguf(smollm2_gguf)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(ours):
+  return Tokenizer.from_gguf(ours.tokenizer_meta, ours.chat_template)
+
+
+def test_every_tensor_matches_transformers(ours, hf_smollm2):
+  model, _ = hf_smollm2
+  theirs = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+  assert ours.hf_config["tie_word_embeddings"] is True
+  assert "lm_head.weight" not in ours.tensors
+  theirs.pop("lm_head.weight")  # tied: the same tensor as embed_tokens
+  assert sorted(ours.tensors) == sorted(theirs)
+  for name, w in ours.tensors.items():
+    assert w.dtype == np.float32, name
+    assert w.shape == theirs[name].shape, name
+    np.testing.assert_allclose(w, theirs[name], rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_config_matches_transformers(ours, hf_smollm2):
+  model, _ = hf_smollm2
+  hf = model.config
+  cfg = ours.hf_config
+  assert ours.arch == "llama" and cfg["model_type"] == hf.model_type == "llama"
+  for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+              "num_attention_heads", "num_key_value_heads", "head_dim",
+              "max_position_embeddings", "bos_token_id", "eos_token_id"):
+    assert cfg[key] == getattr(hf, key), key
+  assert cfg["rms_norm_eps"] == pytest.approx(hf.rms_norm_eps, rel=1e-6)
+  params = getattr(hf, "rope_parameters", None)
+  theta = params["rope_theta"] if params else hf.rope_theta
+  assert cfg["rope_theta"] == theta
+  assert "rope_scaling" not in cfg
+  assert ours.chat_template and "<|im_start|>" in ours.chat_template
+
+
+def test_tokenizer_ids_match_transformers(tokenizer, hf_smollm2):
+  _, hf = hf_smollm2
+  for text in TEXTS:
+    ids = tokenizer.encode(text)
+    assert ids == hf(text)["input_ids"], text
+    assert tokenizer.decode(ids, skip_special_tokens=False) == text
+  # Chat markup stays whole: one id per control token.
+  assert tokenizer.encode("<|im_start|>user")[0] == hf.convert_tokens_to_ids("<|im_start|>")
+  assert tokenizer.bos_id == hf.bos_token_id == 1
+  assert tokenizer.eos_id == hf.eos_token_id == 2
+  assert tokenizer.pad_id == hf.pad_token_id
+  assert tokenizer.vocab_size == len(hf)
+
+
+def test_decode_skips_special_tokens(tokenizer, hf_smollm2):
+  _, hf = hf_smollm2
+  ids = tokenizer.encode(TEXTS[6])
+  text = tokenizer.decode(ids)
+  assert text == hf.decode(ids, skip_special_tokens=True) == "user\nhi\nassistant\n"
+
+
+@pytest.mark.parametrize("messages", CONVERSATIONS, ids=["user+assistant", "system+user"])
+def test_chat_template_matches_transformers(tokenizer, hf_smollm2, messages):
+  _, hf = hf_smollm2
+  text = tokenizer.apply_chat_template(messages)
+  assert text == hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+  assert text.endswith("<|im_start|>assistant\n")
+  assert not tokenizer.apply_chat_template(messages, add_generation_prompt=False).endswith(
+      "assistant\n")
+
+
+def test_saved_tokenizer_loads_in_transformers(tokenizer, tmp_path):
+  transformers = pytest.importorskip("transformers")
+  tokenizer.encode_batch(["truncation must not be saved"], max_length=4)
+  tokenizer.save(tmp_path)
+  hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+  for text in TEXTS:
+    assert hf(text)["input_ids"] == tokenizer.encode(text), text
+  assert hf.apply_chat_template(CONVERSATIONS[1], tokenize=False, add_generation_prompt=True) == (
+      tokenizer.apply_chat_template(CONVERSATIONS[1]))
+  assert (hf.bos_token, hf.eos_token) == ("<|im_start|>", "<|im_end|>")
+
+
+# ------------------------------------- qwen2 and gpt2, on tiny random files --
+
+
+def _write_tiny_lm(path, arch, tensors, hidden, heads, kv_heads, ffn, context):
+  """A float32 GGUF in llama.cpp's names and layouts, with the metadata transformers reads."""
+  w = gguf.GGUFWriter(str(path), arch)
+  w.add_block_count(2)
+  w.add_context_length(context)
+  w.add_embedding_length(hidden)
+  w.add_feed_forward_length(ffn)
+  w.add_head_count(heads)
+  if arch == "gpt2":
+    w.add_layer_norm_eps(1e-5)
+  else:
+    w.add_head_count_kv(kv_heads)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_rope_freq_base(10000.0)
+  vocab = tensors["token_embd.weight"].shape[0]
+  w.add_tokenizer_model("gpt2")
+  w.add_token_list([chr(ord("a") + i % 26) * (1 + i // 26) for i in range(vocab)])
+  w.add_token_types([1] * vocab)
+  w.add_token_merges([])
+  w.add_bos_token_id(0)
+  w.add_eos_token_id(1)
+  for name, arr in tensors.items():
+    w.add_tensor(name, arr)
+  w.write_header_to_file()
+  w.write_kv_data_to_file()
+  w.write_tensors_to_file()
+  w.close()
+
+
+def _tiny_tensors(arch, rng, hidden=64, heads=4, kv_heads=2, ffn=96, vocab=100, context=1024):
+  def r(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+  hd = hidden // heads
+  if arch == "qwen2":  # q/k/v biases; separate lm_head
+    t = {"token_embd.weight": r(vocab, hidden), "output_norm.weight": r(hidden),
+         "output.weight": r(vocab, hidden)}
+    for i in range(2):
+      b = f"blk.{i}."
+      t.update({b + "attn_norm.weight": r(hidden), b + "attn_q.weight": r(heads * hd, hidden),
+                b + "attn_q.bias": r(heads * hd), b + "attn_k.weight": r(kv_heads * hd, hidden),
+                b + "attn_k.bias": r(kv_heads * hd), b + "attn_v.weight": r(kv_heads * hd, hidden),
+                b + "attn_v.bias": r(kv_heads * hd),
+                b + "attn_output.weight": r(hidden, heads * hd),
+                b + "ffn_norm.weight": r(hidden), b + "ffn_gate.weight": r(ffn, hidden),
+                b + "ffn_up.weight": r(ffn, hidden), b + "ffn_down.weight": r(hidden, ffn)})
+    return t, dict(hidden=hidden, heads=heads, kv_heads=kv_heads, ffn=ffn, context=64)
+  # gpt2: llama.cpp writes the tied embedding twice, as token_embd and output.
+  ffn = 4 * hidden
+  t = {"token_embd.weight": r(vocab, hidden), "position_embd.weight": r(context, hidden),
+       "output_norm.weight": r(hidden), "output_norm.bias": r(hidden)}
+  t["output.weight"] = t["token_embd.weight"].copy()
+  for i in range(2):
+    b = f"blk.{i}."
+    for norm in ("attn_norm", "ffn_norm"):
+      t.update({b + norm + ".weight": r(hidden), b + norm + ".bias": r(hidden)})
+    for name, (out, inp) in {"attn_qkv": (3 * hidden, hidden), "attn_output": (hidden, hidden),
+                             "ffn_up": (ffn, hidden), "ffn_down": (hidden, ffn)}.items():
+      t.update({b + name + ".weight": r(out, inp), b + name + ".bias": r(out)})
+  # transformers reads GPT-2's context as n_ctx, not n_positions (default 1024).
+  return t, dict(hidden=hidden, heads=heads, kv_heads=None, ffn=ffn, context=context)
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "gpt2"])
+def test_tiny_arch_matches_transformers(arch, tmp_path):
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  tensors, dims = _tiny_tensors(arch, np.random.default_rng(1))
+  path = tmp_path / f"{arch}.gguf"
+  _write_tiny_lm(path, arch, tensors, **dims)
+  ours = gguf_io.read_gguf(path)
+  model = transformers.AutoModelForCausalLM.from_pretrained(
+      str(tmp_path), gguf_file=path.name, dtype=torch.float32)
+  theirs = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+  if arch == "gpt2":
+    assert ours.hf_config["tie_word_embeddings"] and "lm_head.weight" not in ours.tensors
+    theirs.pop("lm_head.weight")
+    assert ours.tensors["transformer.h.0.attn.c_attn.weight"].shape == (64, 192)  # Conv1D [in, out]
+  else:
+    assert not ours.hf_config["tie_word_embeddings"]
+  assert sorted(ours.tensors) == sorted(theirs)
+  for name, w in ours.tensors.items():
+    np.testing.assert_array_equal(w, theirs[name], err_msg=name)
+  assert ours.hf_config["model_type"] == model.config.model_type == arch
+
+
+# -------------------------------------------------------------- bad input ---
+
+
+def _tiny_gguf(path, tensor_type, arch="llama"):
+  """A GGUF whose only tensor, token_embd.weight, has the given raw type."""
+  w = gguf.GGUFWriter(str(path), arch)
+  block_bytes = gguf.GGML_QUANT_SIZES[tensor_type][1]
+  raw = np.zeros((4, block_bytes), np.uint8)  # 4 rows of one block each (shape in bytes)
+  w.add_tensor("token_embd.weight", raw, raw_dtype=tensor_type)
+  w.write_header_to_file()
+  w.write_kv_data_to_file()
+  w.write_tensors_to_file()
+  w.close()
+  return path
+
+
+def test_unsupported_tensor_type_is_named(tmp_path):
+  path = _tiny_gguf(tmp_path / "q5k.gguf", gguf.GGMLQuantizationType.Q5_K)
+  with pytest.raises(CheckpointError) as e:
+    gguf_io.read_gguf(path)
+  msg = str(e.value)
+  assert str(path) in msg and "token_embd.weight" in msg and "Q5_K" in msg and "Q4_1" in msg
+
+
+def test_unknown_architecture_is_named(tmp_path):
+  path = _tiny_gguf(tmp_path / "mamba.gguf", gguf.GGMLQuantizationType.F32, arch="mamba")
+  with pytest.raises(CheckpointError, match=f"{path}.*architecture 'mamba'"):
+    gguf_io.read_gguf(path)
+
+
+def test_truncated_file_is_named(smollm2_gguf, tmp_path):
+  cut = tmp_path / "half.gguf"
+  with open(smollm2_gguf, "rb") as src, open(cut, "wb") as dst:
+    dst.write(src.read(os.path.getsize(smollm2_gguf) // 2))
+  with pytest.raises(CheckpointError, match=f"{cut}.*truncated"):
+    gguf_io.read_gguf(cut)
+
+
+def test_header_cut_short_is_named(smollm2_gguf, tmp_path):
+  cut = tmp_path / "header.gguf"
+  with open(smollm2_gguf, "rb") as src, open(cut, "wb") as dst:
+    dst.write(src.read(100_000))  # inside the tokenizer metadata
+  with pytest.raises(CheckpointError, match=str(cut)):
+    gguf_io.read_gguf(cut)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a gguf file at all",
+                                     b"GGUF" + bytes(range(256)) * 8])
+def test_garbage_is_named(tmp_path, content):
+  path = tmp_path / "bad.gguf"
+  path.write_bytes(content)
+  with pytest.raises(CheckpointError, match=str(path)):
+    gguf_io.read_gguf(path)
+
+
+def test_missing_file_is_named(tmp_path):
+  with pytest.raises(CheckpointError, match="no such GGUF file"):
+    gguf_io.read_gguf(tmp_path / "absent.gguf")
+
+
+def test_sentencepiece_tokenizer_is_refused():
+  from fjft.errors import FjftError
+  with pytest.raises(FjftError, match="'llama'.*not supported"):
+    Tokenizer.from_gguf({"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": ["a"]}, None)
