@@ -17,6 +17,7 @@ from typing import Any
 
 from flax import nnx
 
+from fjft.errors import FjftError
 from fjft.models import registry
 from fjft.tokenizer import Tokenizer
 
@@ -69,7 +70,10 @@ def load_lm(name_or_path: str, **runtime) -> LM:
     g = gguf_io.read_gguf(path)
     family = registry.decoder_family(g.hf_config.get("model_type"), path)
     cfg, model = family.from_state_dict(g.hf_config, g.tensors, source=path, **runtime)
-    tokenizer = Tokenizer.from_gguf(g.tokenizer_meta, g.chat_template)
+    try:
+      tokenizer = Tokenizer.from_gguf(g.tokenizer_meta, g.chat_template)
+    except FjftError as e:  # the tokenizer sees only metadata: name the file here
+      raise type(e)(f"{path}: tokenizer: {e}") from None
   else:
     family = registry.decoder_family(registry.model_type_of(path), path)
     cfg, model = family.from_hf(path, **runtime)

@@ -4,8 +4,8 @@ Padding is left to the data pipeline (it pads to its own bucket lengths), so
 any padding or truncation fixed inside tokenizer.json is switched off; the
 requested max_length is applied per call.
 
-A GGUF file has no tokenizer.json: `Tokenizer.from_gguf` rebuilds the
-byte-level BPE tokenizer from its tokenizer.ggml.* metadata, and
+A GGUF file has no tokenizer.json: `Tokenizer.from_gguf` wraps the tokenizer
+that fjft.gguf_tokenizer rebuilds from its tokenizer.ggml.* metadata, and
 `apply_chat_template` renders the model's Jinja chat template the way
 transformers does.
 """
@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import tokenizers
-from tokenizers import decoders, models, pre_tokenizers, processors
 
+from fjft import gguf_tokenizer
 from fjft.errors import DataError, FjftError
 
 # Files that together let transformers' AutoTokenizer rebuild the tokenizer;
@@ -77,119 +77,6 @@ def _chat_template_from_files(folder: Path) -> str | None:
     named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
     template = named.get("default")
   return template if isinstance(template, str) else None
-
-
-# --------------------------------------------------------------- GGUF BPE ---
-
-
-@functools.cache
-def _byte_alphabet() -> tuple[str, ...]:
-  """GPT-2's byte -> printable character table (index = byte value).
-
-  Printable Latin-1 bytes stand for themselves; the other 68 bytes are moved,
-  in order, to the characters from U+0100 on, so that every byte has a visible
-  character and BPE never sees whitespace or control characters.
-  """
-  keep = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1),
-          *range(0xAE, 0xFF + 1)]
-  table, moved = {}, 0
-  for b in range(256):
-    if b in keep:
-      table[b] = chr(b)
-    else:
-      table[b] = chr(0x100 + moved)
-      moved += 1
-  return tuple(table[b] for b in range(256))
-
-
-# llama.cpp's pre-tokenizer splits (tokenizer.ggml.pre) that differ from
-# GPT-2's; the vocabulary's merges were learned on text split this way.
-_CONTRACTIONS = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
-_LLAMA3_SPLIT = (_CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-_QWEN2_SPLIT = (_CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
-                r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-_PRE_SPLITS = {"llama3": _LLAMA3_SPLIT, "llama-v3": _LLAMA3_SPLIT,
-               "llama-bpe": _LLAMA3_SPLIT, "smaug-bpe": _LLAMA3_SPLIT,
-               "qwen2": _QWEN2_SPLIT, "deepseek-r1-qwen": _QWEN2_SPLIT}
-# These isolate every digit before GPT-2's split.
-_DIGIT_SPLIT_PRES = ("smollm", "starcoder", "refact", "codeshell")
-
-# tokenizer.ggml.token_type values (llama.cpp's llama_token_type).
-_CONTROL, _USER_DEFINED = 3, 4
-
-
-def _pre_tokenizer(pre: str | None):
-  byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-  if pre in _PRE_SPLITS:
-    split = pre_tokenizers.Split(tokenizers.Regex(_PRE_SPLITS[pre]), behavior="isolated")
-    return pre_tokenizers.Sequence(
-        [split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-  if pre in _DIGIT_SPLIT_PRES:
-    return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
-  return byte_level  # "gpt2", "default" and unknown names: GPT-2's own split.
-
-
-def _gguf_bpe(meta: dict[str, Any]) -> tokenizers.Tokenizer:
-  """The byte-level BPE tokenizer that tokenizer.ggml.* metadata describes."""
-  kind = meta.get("tokenizer.ggml.model")
-  if kind != "gpt2":
-    raise FjftError(f"GGUF tokenizer model {kind!r} is not supported; fjft builds"
-                    " byte-level BPE ('gpt2') tokenizers only")
-  tokens = meta.get("tokenizer.ggml.tokens")
-  merges = meta.get("tokenizer.ggml.merges")
-  if not tokens or merges is None:
-    raise FjftError("GGUF tokenizer metadata lacks tokenizer.ggml.tokens or"
-                    " tokenizer.ggml.merges")
-  alphabet = _byte_alphabet()
-  letters = set(alphabet)
-  # Some converters store a token as its UTF-8 text rather than in the byte
-  # alphabet; spell those in the alphabet so BPE can reach them.
-  vocab = {t if set(t) <= letters else "".join(alphabet[b] for b in t.encode()): i
-           for i, t in enumerate(tokens)}
-  pairs = []
-  for m in merges:
-    left, sep, right = m.partition(" ")
-    if not sep:
-      raise FjftError(f"GGUF tokenizer merge {m!r} is not two tokens")
-    pairs.append((left, right))
-  tok = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=pairs, dropout=None,
-                                        continuing_subword_prefix="",
-                                        end_of_word_suffix="", fuse_unk=False))
-  tok.pre_tokenizer = _pre_tokenizer(meta.get("tokenizer.ggml.pre"))
-  tok.decoder = decoders.ByteLevel()
-
-  kinds = meta.get("tokenizer.ggml.token_type") or []
-  # llama.cpp matches control and user-defined tokens whole in any text. A
-  # control token spelled outside the byte alphabet is a converter mislabel
-  # with no id of its own in the vocabulary, so it is left out.
-  control = [tokenizers.AddedToken(t, special=True, normalized=False)
-             for t, k in zip(tokens, kinds) if k == _CONTROL and set(t) <= letters]
-  user = [tokenizers.AddedToken(t, special=False, normalized=False)
-          for t, k in zip(tokens, kinds) if k == _USER_DEFINED and t in vocab]
-  tok.add_special_tokens(control)
-  tok.add_tokens(user)
-  return tok
-
-
-def _gguf_token(meta: dict[str, Any], key: str) -> str | None:
-  i = meta.get(f"tokenizer.ggml.{key}")
-  tokens = meta.get("tokenizer.ggml.tokens") or []
-  return tokens[i] if isinstance(i, int) and 0 <= i < len(tokens) else None
-
-
-def _framing(tok: tokenizers.Tokenizer, bos: str | None, eos: str | None,
-             add_bos: bool, add_eos: bool) -> None:
-  """Makes encode(add_special_tokens=True) add BOS / EOS as the GGUF asks."""
-  first = [bos] if add_bos and bos is not None else []
-  last = [eos] if add_eos and eos is not None else []
-  if not first and not last:
-    return
-  single = " ".join([*first, "$A", *last])
-  pair = " ".join([single, *(f"{t}:1" for t in first), "$B:1", *(f"{t}:1" for t in last)])
-  used = {t: tok.token_to_id(t) for t in {*first, *last}}
-  tok.post_processor = processors.TemplateProcessing(
-      single=single, pair=pair, special_tokens=list(used.items()))
 
 
 # ----------------------------------------------------------- chat template --
@@ -280,27 +167,22 @@ class Tokenizer:
 
     Args:
       meta: the file's tokenizer.ggml.* metadata (GGUFModel.tokenizer_meta):
-        byte-level BPE tokens and merges, token types (control tokens become
-        special tokens), bos/eos/unk/padding ids and add_bos/add_eos flags.
+        byte-level BPE tokens and merges ("gpt2") or sentencepiece tokens and
+        scores ("llama"), token types (control tokens become special tokens),
+        bos/eos/unk/padding ids and add_bos/add_eos flags.
       chat_template: tokenizer.chat_template, or None.
 
     Raises:
       FjftError: the metadata describes a tokenizer fjft cannot build (e.g. a
-        sentencepiece 'llama' vocabulary) or lacks tokens/merges.
+        't5' unigram vocabulary) or lacks what its kind needs.
     """
-    tok = _gguf_bpe(meta)
-    special = {"bos_token": _gguf_token(meta, "bos_token_id"),
-               "eos_token": _gguf_token(meta, "eos_token_id"),
-               "unk_token": _gguf_token(meta, "unknown_token_id"),
-               "pad_token": _gguf_token(meta, "padding_token_id")}
-    add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", False))
-    add_eos = bool(meta.get("tokenizer.ggml.add_eos_token", False))
-    _framing(tok, special["bos_token"], special["eos_token"], add_bos, add_eos)
+    built = gguf_tokenizer.build(meta)
+    special = built.special
     # Batches need some padding id; their masks hide it, so EOS serves when
     # the file names none (the usual choice for decoder LMs).
     pad = special["pad_token"] or special["eos_token"]
-    config = {"add_bos_token": add_bos, "add_eos_token": add_eos}
-    return cls(tok, None, pad, special_tokens={**special, "pad_token": pad},
+    config = {"add_bos_token": built.add_bos, "add_eos_token": built.add_eos}
+    return cls(built.tok, None, pad, special_tokens={**special, "pad_token": pad},
                chat_template=chat_template, config=config)
 
   def encode_batch(self, texts: list[str], max_length: int) -> list[list[int]]:

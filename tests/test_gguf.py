@@ -1,11 +1,12 @@
 """GGUF reading and the GGUF tokenizer, against gguf-py and transformers' own GGUF loading."""
 
+import json
 import os
 
 import numpy as np
 import pytest
 
-from fjft.errors import CheckpointError
+from fjft.errors import CheckpointError, FjftError
 from fjft.tokenizer import Tokenizer
 from fjft.weights import gguf_io
 
@@ -299,7 +300,160 @@ def test_missing_file_is_named(tmp_path):
     gguf_io.read_gguf(tmp_path / "absent.gguf")
 
 
-def test_sentencepiece_tokenizer_is_refused():
-  from fjft.errors import FjftError
-  with pytest.raises(FjftError, match="'llama'.*not supported"):
+def test_unsupported_tokenizer_model_is_refused():
+  with pytest.raises(FjftError, match="'t5'.*not supported"):
+    Tokenizer.from_gguf({"tokenizer.ggml.model": "t5", "tokenizer.ggml.tokens": ["a"]}, None)
+
+
+def test_sentencepiece_without_scores_or_merges_is_refused():
+  with pytest.raises(FjftError, match="tokenizer.ggml.scores"):
     Tokenizer.from_gguf({"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": ["a"]}, None)
+
+
+# ------------------------- a sentencepiece ('llama') tokenizer, tiny file ---
+
+SP_TEXTS = [
+    "Hello world",
+    "the cat and the world on the mat",
+    " leading space",
+    "   three leading spaces and trailing  ",
+    "line one\nline two\n\n\ttabbed\r\n",  # no pieces for \n \t \r: byte fallback
+    "Héllo, wörld! 漢字 😀",  # é is a piece; ö, 漢, 😀 are bytes
+    "helloello thethe",
+    "<s>the</s> and <unk>",  # special tokens in the text stay whole
+    "<|user|>hi<|end|>",
+    "",
+]
+
+# Pieces a BPE training run would have produced, best (most frequent) first;
+# each is reachable by joining two shorter pieces.
+_SP_MERGED = ["\u2581t", "he", "\u2581the", "\u2581a", "in", "ing", "\u2581w", "or",
+              "\u2581wor", "ld", "\u2581world", "ll", "llo", "\u2581H", "\u2581He",
+              "\u2581Hello", "er", "\u2581s", "an", "and", "\u2581and", "\u2581\u2581",
+              "\u2581\u2581\u2581\u2581", "at", "\u2581c", "\u2581cat", "\u2581\u00e9",
+              "on", "\u2581on", "\u2581o", "\u2581th", "el", "\u2581hel", "ello", "\u2581m"]
+_SP_CHARS = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'-:"
+                 "\u00e9\u2581")
+
+
+def _write_sentencepiece_lm(path, **flags):
+  """A tiny llama GGUF whose tokenizer is sentencepiece-style, as Llama 2's files are.
+
+  Token types as llama.cpp writes them: <unk> UNKNOWN (2), <s> </s> CONTROL (3),
+  <0x00>..<0xFF> BYTE (6), pieces NORMAL (1); plus one USER_DEFINED (4) and one
+  extra CONTROL token. Scores rank merged pieces above single characters.
+  """
+  tokens, scores, types = ["<unk>", "<s>", "</s>"], [0.0] * 3, [2, 3, 3]
+  tokens += [f"<0x{b:02X}>" for b in range(256)]
+  scores += [0.0] * 256
+  types += [6] * 256
+  tokens += _SP_MERGED + _SP_CHARS + ["<|user|>", "<|end|>"]
+  scores += [-float(i) for i in range(len(_SP_MERGED))]
+  scores += [-1000.0 - i for i in range(len(_SP_CHARS))] + [0.0, 0.0]
+  types += [1] * (len(_SP_MERGED) + len(_SP_CHARS)) + [4, 3]
+  assert len(set(tokens)) == len(tokens)
+  hidden = 16
+  w = gguf.GGUFWriter(str(path), "llama")
+  w.add_block_count(1)
+  w.add_context_length(64)
+  w.add_embedding_length(hidden)
+  w.add_feed_forward_length(32)
+  w.add_head_count(2)
+  w.add_head_count_kv(2)
+  w.add_layer_norm_rms_eps(1e-6)
+  w.add_rope_freq_base(10000.0)
+  w.add_tokenizer_model("llama")
+  w.add_token_list(tokens)
+  w.add_token_scores(scores)
+  w.add_token_types(types)
+  w.add_bos_token_id(1)
+  w.add_eos_token_id(2)
+  w.add_unk_token_id(0)
+  if "add_bos" in flags:
+    w.add_add_bos_token(flags["add_bos"])
+  if "add_eos" in flags:
+    w.add_add_eos_token(flags["add_eos"])
+  if "add_space_prefix" in flags:
+    w.add_add_space_prefix(flags["add_space_prefix"])
+  w.add_tensor("token_embd.weight", np.zeros((len(tokens), hidden), np.float32))
+  w.write_header_to_file()
+  w.write_kv_data_to_file()
+  w.write_tensors_to_file()
+  w.close()
+  return path
+
+
+def _both_sentencepiece(folder, **flags):
+  """(fjft's, transformers') tokenizer of a tiny sentencepiece GGUF with these flags."""
+  transformers = pytest.importorskip("transformers")
+  path = _write_sentencepiece_lm(folder / "sp.gguf", **flags)
+  g = gguf_io.read_gguf(path)
+  ours = Tokenizer.from_gguf(g.tokenizer_meta, g.chat_template)
+  return ours, transformers.AutoTokenizer.from_pretrained(str(folder), gguf_file=path.name)
+
+
+@pytest.fixture(scope="module")
+def sentencepiece(tmp_path_factory):
+  # No add_bos flag: like older Llama 2 files, which llama.cpp reads as "add BOS".
+  return _both_sentencepiece(tmp_path_factory.mktemp("sp"))
+
+
+def _assert_same_tokenization(ours, hf):
+  for text in SP_TEXTS:
+    for with_special in (True, False):
+      ids = ours.encode(text, add_special_tokens=with_special)
+      assert ids == hf(text, add_special_tokens=with_special)["input_ids"], (text, with_special)
+      for skip in (True, False):
+        assert ours.decode(ids, skip_special_tokens=skip) == hf.decode(
+            ids, skip_special_tokens=skip), (text, with_special, skip)
+    assert ours.encode_batch([text], max_length=512) == [hf(text)["input_ids"]], text
+
+
+def test_sentencepiece_matches_transformers(sentencepiece):
+  ours, hf = sentencepiece
+  _assert_same_tokenization(ours, hf)
+  assert ours.bos_id == hf.bos_token_id == 1
+  assert ours.eos_id == hf.eos_token_id == 2
+  assert ours.pad_id == 2  # the file names no padding token: EOS serves
+  assert ours.vocab_size == len(hf)
+
+
+def test_sentencepiece_pieces(sentencepiece):
+  ours, hf = sentencepiece
+  pieces = lambda ids: hf.convert_ids_to_tokens(ids)  # noqa: E731
+  assert pieces(ours.encode("Hello world")) == ["<s>", "\u2581Hello", "\u2581world"]
+  assert pieces(ours.encode("a\nb", add_special_tokens=False)) == ["\u2581a", "<0x0A>", "b"]
+  assert pieces(ours.encode("\u6f22", add_special_tokens=False)) == [
+      "\u2581", "<0xE6>", "<0xBC>", "<0xA2>"]
+  assert ours.encode("") == [1]
+  # As in transformers, a text's own leading space serves as the "\u2581" prefix,
+  # so decoding drops it (llama.cpp would write "\u2581\u2581leading").
+  assert pieces(ours.encode(" leading", add_special_tokens=False))[0] == "\u2581"
+  assert ours.decode(ours.encode(" leading space")) == "leading space"
+  # Merges recovered from the scores are transformers' own, rule for rule.
+  merges = lambda tok: json.loads(tok.to_str())["model"]["merges"]  # noqa: E731
+  assert merges(ours._tok) == merges(hf.backend_tokenizer)
+
+
+def test_sentencepiece_flags_match_transformers(tmp_path):
+  ours, hf = _both_sentencepiece(tmp_path, add_bos=False, add_eos=True)
+  _assert_same_tokenization(ours, hf)
+  assert ours.encode("Hello world")[-1] == 2 and ours.encode("Hello world")[0] != 1
+
+
+def test_sentencepiece_without_space_prefix(tmp_path):
+  # llama.cpp honours add_space_prefix = false; transformers ignores it.
+  path = _write_sentencepiece_lm(tmp_path / "sp.gguf", add_space_prefix=False)
+  meta = gguf_io.read_gguf(path).tokenizer_meta
+  ours = Tokenizer.from_gguf(meta, None)
+  ids = ours.encode("the world", add_special_tokens=False)
+  assert ours._tok.id_to_token(ids[0]) == "t"
+  assert ours.decode(ids) == "the world"
+
+
+def test_saved_sentencepiece_loads_in_transformers(sentencepiece, tmp_path):
+  transformers = pytest.importorskip("transformers")
+  ours, _ = sentencepiece
+  ours.save(tmp_path)
+  hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+  _assert_same_tokenization(ours, hf)
