@@ -1,7 +1,8 @@
 """GPT-2 causal LM in Flax NNX, with HF weights I/O.
 
-Same call signature, Cache and init_cache contract as fjft.models.llama,
-whose shared pieces (Cache, masks, layer driver, tensor tables) it uses.
+Same call signature, Cache and init_cache contract as fjft.models.llama; the
+pieces both share (Cache, masks, layer driver, tensor tables) are in
+fjft.models.decoder.
 
 Logical axis names: "vocab", "embed", "heads" (the fused num_heads * head_dim
 dimension), "mlp", "position" (rows of the position table), "layers" (the
@@ -39,19 +40,18 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from fjft.errors import CheckpointError, ConfigError
-from fjft.models import llama
+from fjft.errors import ConfigError
+from fjft.models import decoder
+from fjft.models.decoder import (REQUIRED, Cache, HFTensor, Linear, fold,
+                                 param, same)
 from fjft.models.dropout import dropout
-from fjft.models.llama import Cache, HFTensor, Linear, fold, param, same
-
-_REQUIRED = object()
 
 # (Config field, HF config.json key, default). Defaults are HF GPT2Config's.
 _HF_FIELDS: tuple[tuple[str, str, Any], ...] = (
-    ("vocab_size", "vocab_size", _REQUIRED),
-    ("hidden_size", "n_embd", _REQUIRED),
-    ("num_layers", "n_layer", _REQUIRED),
-    ("num_heads", "n_head", _REQUIRED),
+    ("vocab_size", "vocab_size", REQUIRED),
+    ("hidden_size", "n_embd", REQUIRED),
+    ("num_layers", "n_layer", REQUIRED),
+    ("num_heads", "n_head", REQUIRED),
     ("intermediate_size", "n_inner", None),
     ("max_position_embeddings", "n_positions", 1024),
     ("layer_norm_eps", "layer_norm_epsilon", 1e-5),
@@ -112,11 +112,9 @@ class Config:
   def __post_init__(self):
     if self.model_type != "gpt2":
       raise ConfigError(f"model_type {self.model_type!r} is not 'gpt2'")
-    for name in ("vocab_size", "hidden_size", "num_layers", "num_heads",
-                 "max_position_embeddings"):
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive int, got {value!r}")
+    decoder.check_positive_ints(
+        self, ("vocab_size", "hidden_size", "num_layers", "num_heads",
+               "max_position_embeddings"))
     if self.intermediate_size is None:
       object.__setattr__(self, "intermediate_size", 4 * self.hidden_size)
     if self.hidden_size % self.num_heads:
@@ -125,16 +123,8 @@ class Config:
     if self.activation_function not in _ACTIVATIONS:
       raise ConfigError(f"activation_function {self.activation_function!r}"
                         f" is not supported; supported: {sorted(_ACTIVATIONS)}")
-    if self.attention_impl not in llama.ATTENTION_IMPLS:
-      raise ConfigError(f"attention_impl {self.attention_impl!r} is not one"
-                        f" of {list(llama.ATTENTION_IMPLS)}")
-    if self.remat not in llama.REMAT_POLICIES:
-      raise ConfigError(f"remat {self.remat!r} is not one of"
-                        f" {list(llama.REMAT_POLICIES)}")
-    for name in ("embedding_dropout", "attention_dropout", "hidden_dropout"):
-      if not 0.0 <= getattr(self, name) < 1.0:
-        raise ConfigError(f"{name} must be in [0, 1), got"
-                          f" {getattr(self, name)}")
+    decoder.check_runtime_options(
+        self, ("embedding_dropout", "attention_dropout", "hidden_dropout"))
 
   @property
   def head_dim(self) -> int:
@@ -145,15 +135,11 @@ class Config:
     """Builds a Config from the dict of an HF GPT-2 config.json."""
     if d.get("model_type") != "gpt2":
       raise ConfigError(f"model_type {d.get('model_type')!r} is not 'gpt2'")
-    missing = [hf for _, hf, default in _HF_FIELDS
-               if default is _REQUIRED and hf not in d]
-    if missing:
-      raise ConfigError(f"HF config lacks required fields {missing}")
+    kwargs = decoder.hf_kwargs(d, _HF_FIELDS)
     for key, wanted in _FIXED_HF_OPTIONS.items():
       if d.get(key, wanted) != wanted:
         raise ConfigError(f"{key}={d[key]!r} is not supported (only"
                           f" {wanted!r})")
-    kwargs = {f: d.get(hf, default) for f, hf, default in _HF_FIELDS}
     return cls(**kwargs, **runtime_options)
 
   def to_hf(self) -> dict[str, Any]:
@@ -204,12 +190,9 @@ class Attention(nnx.Module):
     b, t, _ = x.shape
     qkv = self.c_attn(x, dtype).reshape(b, t, 3, cfg.num_heads, cfg.head_dim)
     q, k, v = (y.squeeze(2) for y in jnp.split(qkv, 3, axis=2))
-    if kv is not None:
-      k_all, k = llama.update_cache_layer(kv[0], k, layer, cache_index)
-      v_all, v = llama.update_cache_layer(kv[1], v, layer, cache_index)
-      kv = (k_all, v_all)
-    ctx = llama.attend(q, k, v, mask, impl=cfg.attention_impl,
-                       dropout_rate=cfg.attention_dropout, key=key)
+    k, v, kv = decoder.write_cache(kv, k, v, layer, cache_index)
+    ctx = decoder.attend(q, k, v, mask, impl=cfg.attention_impl,
+                         dropout_rate=cfg.attention_dropout, key=key)
     return self.c_proj(ctx.reshape(b, t, cfg.hidden_size), dtype), kv
 
 
@@ -253,11 +236,11 @@ class Model(nnx.Module):
   def __init__(self, cfg: Config, *, rngs: nnx.Rngs):
     self.cfg = cfg
     std = cfg.initializer_range
-    self.wte = llama.Embed(cfg.vocab_size, cfg.hidden_size,
-                           ("vocab", "embed"), std, rngs=rngs)
-    self.wpe = llama.Embed(cfg.max_position_embeddings, cfg.hidden_size,
-                           ("position", "embed"), std, rngs=rngs)
-    self.layers = llama.make_layers(cfg, Block, rngs)
+    self.wte = decoder.Embed(cfg.vocab_size, cfg.hidden_size,
+                             ("vocab", "embed"), std, rngs=rngs)
+    self.wpe = decoder.Embed(cfg.max_position_embeddings, cfg.hidden_size,
+                             ("position", "embed"), std, rngs=rngs)
+    self.layers = decoder.make_layers(cfg, Block, rngs)
     self.ln_f = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, stack=None,
                           rngs=rngs)
 
@@ -273,7 +256,7 @@ class Model(nnx.Module):
     clamped by jnp.take rather than reported (they are traced values).
     """
     cfg = self.cfg
-    mask, kv, cache_index = llama.slots_and_cache(
+    mask, kv, cache_index = decoder.slots_and_cache(
         cfg.num_layers, input_ids.shape[1], cache, cache_index, kv_mask, None)
     wte = self.wte.embedding[...]
     x = (jnp.take(wte, input_ids, axis=0) +
@@ -286,18 +269,17 @@ class Model(nnx.Module):
       return layer(cfg, x, mask, kv, i, cache_index, fold(dropout_key, i),
                    compute_dtype)
 
-    x, kv = llama.run_layers(self.layers, cfg.num_layers, cfg.scan_layers,
-                             cfg.remat, x, kv, call)
+    x, kv = decoder.run_layers(self.layers, cfg.num_layers, cfg.scan_layers,
+                               cfg.remat, x, kv, call)
     x = self.ln_f(x, compute_dtype)
-    logits = llama.matmul(x, wte.T, compute_dtype, out_dtype=jnp.float32)
-    return logits.astype(jnp.float32), None if kv is None else Cache(*kv)
+    return decoder.lm_output(x, wte.T, compute_dtype, kv)
 
 
 def init_cache(cfg: Config, batch: int, max_len: int,
                dtype: jnp.dtype = jnp.float32) -> Cache:
   """An empty cache, k and v [num_layers, batch, max_len, num_heads, D]."""
-  return llama.new_cache(cfg.num_layers, batch, max_len, cfg.num_heads,
-                         cfg.head_dim, dtype)
+  return decoder.new_cache(cfg.num_layers, batch, max_len, cfg.num_heads,
+                           cfg.head_dim, dtype)
 
 
 # ------------------------------------------------------ HF weight mapping ----
@@ -335,13 +317,6 @@ def _hf_table(cfg: Config) -> list[HFTensor]:
   ]
 
 
-def _canonical_key(key: str) -> str:
-  # The original OpenAI checkpoints (GPT2Model) have no "transformer." prefix.
-  if key.startswith("transformer.") or key == "lm_head.weight":
-    return key
-  return "transformer." + key
-
-
 def _ignorable(key: str) -> bool:
   # Causal-mask buffers of older checkpoints, and the tied head.
   return key.endswith((".attn.bias", ".attn.masked_bias")) or \
@@ -349,37 +324,27 @@ def _ignorable(key: str) -> bool:
 
 
 def _random_value(cfg: Config):
+  # HF GPT2PreTrainedModel init: N(0, initializer_range), residual
+  # projections (c_proj) scaled down by sqrt(2 * n_layer).
   proj_std = cfg.initializer_range / math.sqrt(2 * cfg.num_layers)
-
-  def draw(path, shape, rng):
-    # HF GPT2PreTrainedModel init: N(0, initializer_range), residual
-    # projections (c_proj) scaled down by sqrt(2 * n_layer); LayerNorm 1/0.
-    if path[-1] in ("kernel", "embedding"):
-      std = proj_std if "c_proj" in path else cfg.initializer_range
-      return rng.normal(0.0, std, shape).astype(np.float32)
-    return np.full(shape, 1.0 if path[-1] == "scale" else 0.0, np.float32)
-
-  return draw
+  return decoder.hf_init(
+      lambda path: proj_std if "c_proj" in path else cfg.initializer_range)
 
 
 def init_random(cfg: Config, seed: int = 0) -> Model:
   """A randomly initialised model, HF-style, fast to build (numpy RNG)."""
-  return llama.build(Model, cfg, {}, _random_value(cfg), seed)
+  return decoder.build(Model, cfg, {}, _random_value(cfg), seed)
 
 
 def _from_tensors(cfg: Config, tensors: Mapping[str, np.ndarray],
                   source: Mapping[str, str], where: str) -> Model:
-  canonical, canonical_source = {}, {}
-  for k, v in tensors.items():
-    c = _canonical_key(k)
-    if c in canonical:
-      raise CheckpointError(f"{source.get(k, where)}: tensor {k!r} appears"
-                            " both with and without the 'transformer.'"
-                            " prefix")
-    canonical[c], canonical_source[c] = v, source.get(k, where)
-  values = llama.load_values(_hf_table(cfg), cfg.num_layers, cfg.scan_layers,
-                             canonical, canonical_source, where, _ignorable)
-  return llama.build(Model, cfg, values, _random_value(cfg), seed=0)
+  # The original OpenAI checkpoints (GPT2Model) have no "transformer." prefix.
+  canonical, canonical_source = decoder.with_prefix(tensors, source, where,
+                                                    "transformer.")
+  values = decoder.load_values(_hf_table(cfg), cfg.num_layers,
+                               cfg.scan_layers, canonical, canonical_source,
+                               where, _ignorable)
+  return decoder.build(Model, cfg, values, _random_value(cfg), seed=0)
 
 
 def from_state_dict(hf_config: Mapping[str, Any],
@@ -387,8 +352,7 @@ def from_state_dict(hf_config: Mapping[str, Any],
                     source: str = "state dict", **runtime_options: Any
                     ) -> tuple[Config, Model]:
   """As fjft.models.llama.from_state_dict, for GPT-2 (HF Conv1D layout)."""
-  cfg = llama.config_error_in(
-      source, lambda: Config.from_hf(hf_config, **runtime_options))
+  cfg = decoder.make_config(Config, hf_config, source, runtime_options)
   return cfg, _from_tensors(cfg, tensors, {}, source)
 
 
@@ -398,11 +362,8 @@ def from_hf(path: str | Path, **runtime_options: Any) -> tuple[Config, Model]:
   Raises CheckpointError naming the file and tensor for a missing,
   unexpected or mis-shaped tensor.
   """
-  hf_config = llama.read_hf_config(path)
-  cfg = llama.config_error_in(
-      str(Path(path) / "config.json"),
-      lambda: Config.from_hf(hf_config, **runtime_options))
-  return cfg, _from_tensors(cfg, *llama.read_hf_tensors(path))
+  cfg = decoder.config_of_folder(Config, path, runtime_options)
+  return cfg, _from_tensors(cfg, *decoder.read_hf_tensors(path))
 
 
 def to_hf_state_dict(cfg: Config, model_state: Model | nnx.State | Mapping
@@ -411,5 +372,5 @@ def to_hf_state_dict(cfg: Config, model_state: Model | nnx.State | Mapping
 
   model_state: the Model, its nnx.State, or nnx.to_pure_dict(state).
   """
-  return llama.export_values(_hf_table(cfg), cfg.num_layers, cfg.scan_layers,
-                             model_state)
+  return decoder.export_values(_hf_table(cfg), cfg.num_layers,
+                               cfg.scan_layers, model_state)
