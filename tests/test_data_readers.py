@@ -149,7 +149,7 @@ def test_undecodable_bytes_inside_a_multiline_csv_record(tmp_path):
 
 def test_unclosed_quote_is_reported_at_its_start(tmp_path):
   path = _write(tmp_path, "t.csv", 'text,label\nok,a\n"oops,b\nmore,c\nrest,d\n')
-  with pytest.raises(DataError, match=rf"t.csv:3: wrong number of fields .*lines 3-5: an unclosed"):
+  with pytest.raises(DataError, match=r"t.csv:3: wrong number of fields .*lines 3-5: an unclosed"):
     _read(path)
 
 
