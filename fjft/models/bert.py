@@ -55,6 +55,7 @@ from flax import nnx
 
 from fjft.errors import CheckpointError, ConfigError
 from fjft.models.dropout import dropout
+from fjft.models.params import flat_params
 from fjft.weights import safetensors_io
 
 log = logging.getLogger(__name__)
@@ -628,29 +629,6 @@ def from_hf(path: str, *, attention_impl: str | None = None
                      may_be_random=lambda path: path in random_paths)
 
 
-def _path_part(key: Any) -> str:
-  # jax path entries: DictKey(.key), SequenceKey(.idx), GetAttrKey(.name).
-  for attr in ("key", "idx", "name"):
-    if hasattr(key, attr):
-      return str(getattr(key, attr))
-  return str(key)
-
-
-def _flat_params(tree: Any) -> dict[tuple[str, ...], np.ndarray]:
-  """Path -> float32 numpy copy, for a Model, an nnx.State or a pure dict."""
-  if isinstance(tree, nnx.Module):
-    tree = nnx.state(tree, nnx.Param)
-  leaves, _ = jax.tree_util.tree_flatten_with_path(
-      tree, is_leaf=lambda x: isinstance(x, nnx.Variable))
-  flat = {}
-  for path, leaf in leaves:
-    value = leaf.get_value() if isinstance(leaf, nnx.Variable) else leaf
-    # A copy: arrays viewing jax buffers are read-only, exports should not be.
-    flat[tuple(_path_part(k) for k in path)] = np.array(
-        jax.device_get(value), np.float32)
-  return flat
-
-
 def to_hf_state_dict(cfg: Config, model_state: Model | nnx.State | Mapping
                      ) -> dict[str, np.ndarray]:
   """Exports params as an HF state dict (float32, HF layout).
@@ -664,7 +642,7 @@ def to_hf_state_dict(cfg: Config, model_state: Model | nnx.State | Mapping
     model_state: the Model, its nnx.State (`nnx.state(model)`, the params
       half of `nnx.split`, a restored checkpoint) or `nnx.to_pure_dict(state)`.
   """
-  flat = _flat_params(model_state)
+  flat = flat_params(model_state)
   prefix = _hf_prefix(cfg)
   out: dict[str, np.ndarray] = {}
   for t in _hf_layout(cfg):

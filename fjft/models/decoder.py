@@ -21,6 +21,7 @@ from flax import nnx
 
 from fjft.errors import CheckpointError, ConfigError
 from fjft.models.dropout import dropout
+from fjft.models.params import flat_params
 from fjft.weights import safetensors_io
 
 Axes = tuple[str | None, ...]
@@ -387,28 +388,6 @@ def load_values(table: Sequence[HFTensor], num_layers: int, scan: bool,
         f" describes it ({len(unexpected)} unexpected in all:"
         f" {unexpected[:5]})")
   return values
-
-
-def _path_part(key: Any) -> str:
-  # jax path entries: DictKey(.key), SequenceKey(.idx), GetAttrKey(.name).
-  for attr in ("key", "idx", "name"):
-    if hasattr(key, attr):
-      return str(getattr(key, attr))
-  return str(key)
-
-
-def flat_params(tree: Any) -> dict[tuple[str, ...], np.ndarray]:
-  """Path -> float32 numpy copy, for a Model, an nnx.State or a pure dict."""
-  if isinstance(tree, nnx.Module):
-    tree = nnx.state(tree, nnx.Param)
-  leaves, _ = jax.tree_util.tree_flatten_with_path(
-      tree, is_leaf=lambda x: isinstance(x, nnx.Variable))
-  flat = {}
-  for path, leaf in leaves:
-    value = leaf.get_value() if isinstance(leaf, nnx.Variable) else leaf
-    flat[tuple(_path_part(k) for k in path)] = np.array(
-        jax.device_get(value), np.float32)
-  return flat
 
 
 def export_values(table: Sequence[HFTensor], num_layers: int, scan: bool,
