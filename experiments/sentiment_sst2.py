@@ -9,6 +9,8 @@ regression, best dev 0.9357 at step 1500; 22.0 min wall on the 2 cores shared wi
 (17.8 min alone, measured with the slower train step before the 16-bit dropout change).
 On 80 reviews from other domains (experiments/data/sentiment_other_domains) that model scores
 0.900 accuracy, against 0.775 for TF-IDF + logistic regression trained on the same SST-2 data.
+Full recipe: test accuracy 0.8945 (best dev 0.9493 at step 6000), 103 min on 2 CPU cores shared
+with other work.
 """
 
 from fjft import config as config_lib
