@@ -52,11 +52,16 @@ def flags_parser(argv: list[str]):
     sys.exit(2)
 
 
-def load_config_from_flags():
+def config_spec() -> str:
+  """The --config flag, which every config-driven main requires."""
   spec = flags.FLAGS.config
   if not spec:
     raise ConfigError("--config is required, e.g. --config=experiments/quickstart.py")
-  return config_lib.load_config(spec, OVERRIDES)
+  return spec
+
+
+def load_config_from_flags():
+  return config_lib.load_config(config_spec(), OVERRIDES)
 
 
 def begin(argv: list[str]) -> None:

@@ -92,9 +92,13 @@ def generate_records(lm, records: list[tuple[str, dict]], sampling: decoding.Sam
         ids.append(prompt_ids(lm.tokenizer, rec, use_template))
       except DataError as e:
         raise DataError(f"{where}: {e}") from None
-    gens = decoding.generate(lm.graphdef, lm.params, lm.init_cache, ids,
+    # A short last chunk is filled with copies of its first prompt: same batch shape,
+    # so no second compile; zip below drops the copies' outputs.
+    fill = batch_size - len(ids) if len(records) > batch_size else 0
+    gens = decoding.generate(lm.graphdef, lm.params, lm.init_cache, ids + [ids[0]] * fill,
                              pad_id=lm.tokenizer.pad_id, stop_ids=stop, sampling=sampling,
-                             max_context=lm.max_context, where=[w for w, _ in chunk])
+                             max_context=lm.max_context,
+                             where=[w for w, _ in chunk] + [chunk[0][0]] * fill)
     for (_, rec), g in zip(chunk, gens):
       stopped = bool(g) and g[-1] in stop
       text = lm.tokenizer.decode(g[:-1] if stopped else g, skip_special_tokens=True)

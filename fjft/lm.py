@@ -47,15 +47,9 @@ class LM:
 
 @dataclasses.dataclass(frozen=True)
 class _CacheInit:
+  # Frozen, so hashable: jit takes it as a static argument (the configs are hashable).
   family: str
   cfg: Any
-
-  def __hash__(self):
-    return hash((self.family, repr(self.cfg)))
-
-  def __eq__(self, other):
-    return isinstance(other, _CacheInit) and (self.family, repr(self.cfg)) == (
-        other.family, repr(other.cfg))
 
   def __call__(self, batch: int, max_len: int):
     return importlib.import_module(self.family).init_cache(self.cfg, batch, max_len)

@@ -139,11 +139,10 @@ def summarize(plan, outcomes: dict[int, dict], say=print) -> int:
 def main(argv):
   cli.begin(argv)
   f = flags.FLAGS
-  if not f.config:
-    raise ConfigError("--config is required, e.g. --config=experiments/quickstart.py")
+  spec = cli.config_spec()
   if f.parallel < 1:
     raise ConfigError(f"--parallel must be >= 1 (got {f.parallel})")
-  plan = sweeps.plan(f.config, f.workdir, cli.OVERRIDES)
+  plan = sweeps.plan(spec, f.workdir, cli.OVERRIDES)
   if f.emit == "slurm":
     # SLURM opens the --output files before the script runs: the folder must exist.
     os.makedirs(os.path.join(plan.sweep_dir, "logs"), exist_ok=True)

@@ -42,7 +42,6 @@ and can be sharded over "heads" without splitting across q, k and v.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -57,6 +56,7 @@ from fjft.errors import CheckpointError, ConfigError
 from fjft.models.dropout import dropout
 from fjft.models.params import flat_params
 from fjft.weights import safetensors_io
+from fjft.weights.hf_config import read_hf_config
 
 log = logging.getLogger(__name__)
 
@@ -542,13 +542,7 @@ def _strip_prefix(key: str) -> str:
 
 def _read_config(folder: Path) -> tuple[Path, Config]:
   path = folder / "config.json"
-  if not path.is_file():
-    raise CheckpointError(f"{folder}: no config.json (is this a Hugging Face"
-                          " model folder?)")
-  try:
-    d = json.loads(path.read_text())
-  except ValueError as e:
-    raise CheckpointError(f"{path}: not valid JSON: {e}") from e
+  d = read_hf_config(folder)
   try:
     return path, Config.from_hf(d)
   except ConfigError as e:

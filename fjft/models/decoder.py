@@ -9,7 +9,6 @@ families, and reading/writing HF tensors through a per-family table of
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from fjft.errors import CheckpointError, ConfigError
 from fjft.models.dropout import dropout
 from fjft.models.params import flat_params
 from fjft.weights import safetensors_io
+from fjft.weights.hf_config import read_hf_config
 
 Axes = tuple[str | None, ...]
 
@@ -424,22 +424,6 @@ def build(model_cls, cfg, values: Mapping[tuple[str, ...], np.ndarray],
       value = random_value(path, var.get_value().shape, rng)
     var.set_value(jnp.asarray(value))
   return nnx.merge(graphdef, state)
-
-
-def read_hf_config(path: str | Path) -> dict[str, Any]:
-  """The dict of an HF folder's config.json."""
-  folder = Path(path)
-  cfg_path = folder / "config.json"
-  if not cfg_path.is_file():
-    raise CheckpointError(f"{folder}: no config.json (is this a Hugging Face"
-                          " model folder?)")
-  try:
-    hf_config = json.loads(cfg_path.read_text())
-  except ValueError as e:
-    raise CheckpointError(f"{cfg_path}: not valid JSON: {e}") from e
-  if not isinstance(hf_config, dict):
-    raise CheckpointError(f"{cfg_path}: expected a JSON object")
-  return hf_config
 
 
 def read_hf_tensors(path: str | Path

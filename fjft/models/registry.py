@@ -11,13 +11,13 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
-import json
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 from fjft.errors import FjftError
 from fjft.models import bert
+from fjft.weights.hf_config import read_hf_config
 
 # HF config.json `model_type` -> module with Config, Model, from_hf,
 # to_hf_state_dict and init_random.
@@ -86,13 +86,7 @@ PRETRAINED_LM: dict[str, Callable[[], str]] = {
 
 
 def model_type_of(folder: str | Path) -> str | None:
-  config = Path(folder) / "config.json"
-  if not config.is_file():
-    raise FjftError(f"{folder}: no config.json; expected a Hugging Face model folder")
-  try:
-    return json.loads(config.read_text()).get("model_type")
-  except (ValueError, AttributeError) as e:
-    raise FjftError(f"{config}: not a valid config.json: {e}") from e
+  return read_hf_config(folder).get("model_type")
 
 
 def decoder_family(model_type: str | None, source: str) -> ModuleType:
@@ -125,16 +119,9 @@ def resolve_lm(name_or_path: str) -> tuple[str, str]:
 
 def family_of(folder: str | Path) -> ModuleType:
   """The module for an HF folder, chosen by its config.json model_type."""
-  config = Path(folder) / "config.json"
-  if not config.is_file():
-    raise FjftError(f"{folder}: no config.json; expected a Hugging Face model"
-                    " folder")
-  try:
-    model_type = json.loads(config.read_text()).get("model_type")
-  except (ValueError, AttributeError) as e:
-    raise FjftError(f"{config}: not a valid config.json: {e}") from e
+  model_type = model_type_of(folder)
   if model_type not in FAMILIES:
-    raise FjftError(f"{config}: model_type {model_type!r} is not supported;"
+    raise FjftError(f"{Path(folder) / 'config.json'}: model_type {model_type!r} is not supported;"
                     f" supported: {sorted(FAMILIES)}")
   return FAMILIES[model_type]
 
