@@ -23,7 +23,7 @@ from fjft.checkpoint import RunCheckpoints, abstract_like, restore_best_params
 from fjft.data import batches as batches_lib
 from fjft.data.report import format_report
 from fjft.data.splits import load_classification_splits
-from fjft.errors import FjftError
+from fjft.errors import ConfigError, FjftError
 from fjft.logging import RunLogger
 from fjft.loop import LoopState, train_loop
 from fjft.models import registry
@@ -39,6 +39,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   if rundir.is_finished(run_dir) and not rerun:
     say(f"run {run_dir} already finished (results.json); pass --rerun to train it again")
     return rundir.read_json(results_file)
+  check_attention_impl(config.model.attention_impl, config.model.compute_dtype)
   if rerun and os.path.isdir(run_dir):
     shutil.rmtree(run_dir)
   run_dir = rundir.prepare(config, workdir)
@@ -157,6 +158,18 @@ def build_model(config, family, model_path: str, num_labels: int):
   model = classify.Classifier(encoder, enc_cfg.hidden_size, num_labels,
                               config.model.classifier_dropout, rngs=nnx.Rngs(config.seed))
   return model, enc_cfg.to_hf()
+
+
+def check_attention_impl(impl: str, compute_dtype: str) -> None:
+  """cuDNN's fused attention exists on GPUs only, and only for 16-bit inputs."""
+  if impl != "cudnn":
+    return
+  if jax.default_backend() != "gpu":
+    raise ConfigError(f"model.attention_impl='cudnn' needs a GPU, and this run's devices are"
+                      f" {jax.default_backend()!r}: set model.attention_impl='' (XLA attention)")
+  if jnp.dtype(compute_dtype).itemsize != 2:
+    raise ConfigError(f"model.attention_impl='cudnn' needs a 16-bit model.compute_dtype"
+                      f" (bfloat16 or float16), not {compute_dtype!r}")
 
 
 def make_apply_fn(graphdef, compute_dtype: str):

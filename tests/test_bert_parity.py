@@ -193,3 +193,10 @@ def test_every_param_has_a_logical_partition_spec():
   word = flat_specs[("embeddings", "word_embeddings", "embedding")].get_value()
   assert word == jax.sharding.PartitionSpec("vocab", "embed")
 
+
+
+def test_cudnn_key_lengths_give_empty_rows_one_key():
+  # An all-padding row (from a short final batch) must not reach cuDNN with no key:
+  # its softmax would be NaN and poison the loss through 0 * NaN.
+  mask = jnp.array([[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]], jnp.int32)
+  np.testing.assert_array_equal(bert.cudnn_key_lengths(mask), [3, 1, 1])

@@ -196,3 +196,11 @@ def test_cli_bad_config_field_and_bad_data(tiny_bert_dir, tmp_path):
             f"--config.model.name={tiny_bert_dir}"])
   assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
   assert f"{bad / 'train.jsonl'}:7" in r.stderr and "JSON" in r.stderr
+
+
+def test_cli_cudnn_attention_without_a_gpu_is_a_clear_error(tiny_bert_dir, tmp_path):
+  r = _cli([f"--config={QUICKSTART}", f"--workdir={tmp_path}", f"--config.model.name={tiny_bert_dir}",
+            "--config.model.attention_impl=cudnn", "--config.model.compute_dtype=bfloat16"])
+  assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+  assert "model.attention_impl='cudnn' needs a GPU" in r.stderr
+  assert not os.listdir(tmp_path)  # refused before a run directory was made
