@@ -56,13 +56,16 @@ def new_cache(num_layers: int, batch: int, max_len: int, kv_heads: int,
 
 
 def attention_mask(q_slots: jax.Array, kv_len: int, kv_mask: jax.Array | None,
-                   sliding_window: int | None) -> jax.Array:
+                   sliding_window: int | None,
+                   segment_ids: jax.Array | None = None) -> jax.Array:
   """Boolean [B or 1, 1, T, S]: which key slots each query may attend to.
 
   Query t sits at slot q_slots[t]; it sees slots s <= q_slots[t] (within the
-  sliding window, if any) whose kv_mask is True. Its own slot is always
-  visible: real tokens have it in kv_mask anyway, and a padding query then
-  never has an empty row, whose softmax would be NaN on some backends.
+  sliding window, if any) whose kv_mask is True and, with `segment_ids`
+  ([B, T], no cache: packed examples), whose segment is the query's own. Its
+  own slot is always visible: real tokens have it in kv_mask anyway, and a
+  padding query then never has an empty row, whose softmax would be NaN on
+  some backends.
   """
   s = jnp.arange(kv_len)[None, :]
   q = q_slots[:, None]
@@ -72,6 +75,8 @@ def attention_mask(q_slots: jax.Array, kv_len: int, kv_mask: jax.Array | None,
   allowed = allowed[None]  # [1, T, S]
   if kv_mask is not None:
     allowed = allowed & (kv_mask.astype(bool)[:, None, :] | (s == q)[None])
+  if segment_ids is not None:
+    allowed = allowed & (segment_ids[:, :, None] == segment_ids[:, None, :])
   return allowed[:, None]
 
 
@@ -115,8 +120,12 @@ def update_cache_layer(kv_all: jax.Array, new: jax.Array, layer: jax.Array,
 
 def slots_and_cache(cfg_layers: int, t: int, cache: Cache | None,
                     cache_index: jax.Array | None, kv_mask: jax.Array | None,
-                    sliding_window: int | None):
+                    sliding_window: int | None,
+                    segment_ids: jax.Array | None = None):
   """(mask [B|1,1,T,S], kv carry or None, cache_index) for one call."""
+  if segment_ids is not None and (cache is not None or segment_ids.shape[-1] != t):
+    raise ValueError("segment_ids (packed training rows) need no cache and T"
+                     f"={t} entries per row, got shape {segment_ids.shape}")
   if cache is None:
     if kv_mask is not None and kv_mask.shape[-1] != t:
       raise ValueError(f"kv_mask has {kv_mask.shape[-1]} slots; without a"
@@ -134,8 +143,8 @@ def slots_and_cache(cfg_layers: int, t: int, cache: Cache | None,
       raise ValueError(f"kv_mask has {kv_mask.shape[-1]} slots; with a cache"
                        f" it must have max_len={kv_len}")
   q_slots = cache_index + jnp.arange(t, dtype=jnp.int32)
-  return attention_mask(q_slots, kv_len, kv_mask, sliding_window), kv, \
-      cache_index
+  return attention_mask(q_slots, kv_len, kv_mask, sliding_window,
+                        segment_ids), kv, cache_index
 
 
 def write_cache(kv: tuple[jax.Array, jax.Array] | None, k: jax.Array,
@@ -256,16 +265,29 @@ def make_layers(cfg, block_cls, rngs):
 
 
 
-def lm_output(x: jax.Array, head: jax.Array, dtype: jnp.dtype,
-              kv: tuple[jax.Array, jax.Array] | None
-              ) -> tuple[jax.Array, Cache | None]:
-  """What every Model returns: (float32 logits, the new Cache or None).
+@dataclasses.dataclass(frozen=True)
+class Features:
+  """What a decoder computes before its vocabulary projection.
 
-  x: the final hidden states [B, T, H]; head: [H, vocab]; kv: the cache
-  carry out of run_layers.
+  hidden: final normed hidden states [B, T, H] in the compute dtype; head:
+  [H, vocab] (the tied embedding transposed, or lm_head); cache: the new Cache
+  or None. Losses over large vocabularies project in chunks from here
+  (fjft.tasks.lm_loss) instead of holding all [B, T, vocab] logits.
   """
-  logits = matmul(x, head, dtype, out_dtype=jnp.float32)
-  return logits.astype(jnp.float32), None if kv is None else Cache(*kv)
+  hidden: jax.Array
+  head: jax.Array
+  cache: Cache | None
+  compute_dtype: Any
+
+  def logits(self) -> jax.Array:
+    return matmul(self.hidden, self.head, self.compute_dtype,
+                  out_dtype=jnp.float32).astype(jnp.float32)
+
+
+def features(x: jax.Array, head: jax.Array, dtype: jnp.dtype,
+             kv: tuple[jax.Array, jax.Array] | None) -> Features:
+  """Features of x [B, T, H] and the kv carry out of run_layers."""
+  return Features(x, head, None if kv is None else Cache(*kv), dtype)
 
 
 # ----------------------------------------------------------------- config ----

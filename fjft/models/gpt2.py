@@ -244,20 +244,29 @@ class Model(nnx.Module):
     self.ln_f = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, stack=None,
                           rngs=rngs)
 
-  def __call__(self, input_ids: jax.Array, positions: jax.Array, *,
+  def __call__(self, input_ids: jax.Array, positions: jax.Array, **kwargs
+               ) -> tuple[jax.Array, Cache | None]:
+    """(float32 logits [B, T, vocab], the new Cache or None); the arguments
+    are those of `features`."""
+    f = self.features(input_ids, positions, **kwargs)
+    return f.logits(), f.cache
+
+  def features(self, input_ids: jax.Array, positions: jax.Array, *,
                kv_mask: jax.Array | None = None, cache: Cache | None = None,
                cache_index: jax.Array | None = None,
                dropout_key: jax.Array | None = None,
                compute_dtype: jnp.dtype = jnp.float32,
-               ) -> tuple[jax.Array, Cache | None]:
-    """As fjft.models.llama.Model.__call__; `positions` index wpe.
+               segment_ids: jax.Array | None = None,
+               ) -> decoder.Features:
+    """As fjft.models.llama.Model.features; `positions` index wpe.
 
     Positions must be < max_position_embeddings: out-of-range indices are
     clamped by jnp.take rather than reported (they are traced values).
     """
     cfg = self.cfg
     mask, kv, cache_index = decoder.slots_and_cache(
-        cfg.num_layers, input_ids.shape[1], cache, cache_index, kv_mask, None)
+        cfg.num_layers, input_ids.shape[1], cache, cache_index, kv_mask, None,
+        segment_ids)
     wte = self.wte.embedding[...]
     x = (jnp.take(wte, input_ids, axis=0) +
          jnp.take(self.wpe.embedding[...], positions, axis=0))
@@ -272,7 +281,7 @@ class Model(nnx.Module):
     x, kv = decoder.run_layers(self.layers, cfg.num_layers, cfg.scan_layers,
                                cfg.remat, x, kv, call)
     x = self.ln_f(x, compute_dtype)
-    return decoder.lm_output(x, wte.T, compute_dtype, kv)
+    return decoder.features(x, wte.T, compute_dtype, kv)
 
 
 def init_cache(cfg: Config, batch: int, max_len: int,

@@ -409,12 +409,20 @@ class Model(nnx.Module):
         cfg.hidden_size, (cfg.vocab_size,), ("embed", "vocab"), None,
         cfg.initializer_range, stack=None, rngs=rngs)
 
-  def __call__(self, input_ids: jax.Array, positions: jax.Array, *,
+  def __call__(self, input_ids: jax.Array, positions: jax.Array, **kwargs
+               ) -> tuple[jax.Array, Cache | None]:
+    """(float32 logits [B, T, vocab], the new Cache or None); the arguments
+    are those of `features`."""
+    f = self.features(input_ids, positions, **kwargs)
+    return f.logits(), f.cache
+
+  def features(self, input_ids: jax.Array, positions: jax.Array, *,
                kv_mask: jax.Array | None = None, cache: Cache | None = None,
                cache_index: jax.Array | None = None,
                dropout_key: jax.Array | None = None,
                compute_dtype: jnp.dtype = jnp.float32,
-               ) -> tuple[jax.Array, Cache | None]:
+               segment_ids: jax.Array | None = None,
+               ) -> decoder.Features:
     """Runs the decoder on T new tokens.
 
     Args:
@@ -429,16 +437,20 @@ class Model(nnx.Module):
       dropout_key: a PRNG key enables dropout; None disables it.
       compute_dtype: matmul/activation dtype; norms, RoPE and softmax stay
         float32, params are not cast.
+      segment_ids: int32 [B, T] for packed rows (no cache): a token attends
+        only to tokens of its own segment; pass positions restarting at 0 per
+        segment.
 
     Returns:
-      (logits float32 [B, T, vocab_size], the updated Cache or None). Query t
-      attends to slots s <= cache_index + t (within sliding_window) whose
-      kv_mask is True, and always to its own slot.
+      decoder.Features (final hidden states, vocabulary head, updated Cache or
+      None). Query t attends to slots s <= cache_index + t (within
+      sliding_window) whose kv_mask is True, and always to its own slot.
     """
     cfg = self.cfg
     t = input_ids.shape[1]
     mask, kv, cache_index = decoder.slots_and_cache(
-        cfg.num_layers, t, cache, cache_index, kv_mask, cfg.sliding_window)
+        cfg.num_layers, t, cache, cache_index, kv_mask, cfg.sliding_window,
+        segment_ids)
     angles = (positions.astype(jnp.float32)[..., None] *
               jnp.asarray(rope_inv_freq(cfg)))
     angles = jnp.concatenate([angles, angles], axis=-1)
@@ -454,7 +466,7 @@ class Model(nnx.Module):
                                cfg.remat, x, kv, call)
     x = self.norm(x, compute_dtype)
     head = embed.T if self.lm_head is None else self.lm_head.kernel[...]
-    return decoder.lm_output(x, head, compute_dtype, kv)
+    return decoder.features(x, head, compute_dtype, kv)
 
 
 def init_cache(cfg: Config, batch: int, max_len: int,

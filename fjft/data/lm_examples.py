@@ -1,0 +1,182 @@
+"""Causal-LM training examples: token ids plus a loss mask, and rows packed from them.
+
+Three shapes of data become the same LMExample:
+  plain text          every token trains (continued pretraining);
+  prompt / response   the response (and the end-of-turn token) trains, the prompt does not;
+  chat messages       the assistant turns (and their end-of-turn tokens) train, rendered
+                      with the model's chat template.
+`train_on_prompt=True` trains on every token instead.
+
+Rows are then built either one example per row (padded) or packed: several examples share
+a row, each keeping its own segment id and positions that restart at 0, so that attention
+stays within an example (fjft.models.decoder.attention_mask) and nothing about a packed
+example differs from the same example alone in a row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+
+from fjft.data.readers import BadRowStats, bad_row
+from fjft.errors import DataError
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclasses.dataclass(frozen=True)
+class LMExample:
+  ids: np.ndarray        # int32 [n]
+  loss_mask: np.ndarray  # bool [n]: which tokens are predicted (trained on)
+  where: str             # "path:line" of the row it came from
+
+  def __len__(self) -> int:
+    return len(self.ids)
+
+
+def _example(pieces: Sequence[tuple[list[int], bool]], where: str,
+             train_on_prompt: bool) -> LMExample:
+  ids = [i for piece, _ in pieces for i in piece]
+  mask = [train_on_prompt or trains for piece, trains in pieces for _ in piece]
+  return LMExample(np.asarray(ids, np.int32), np.asarray(mask, bool), where)
+
+
+def from_text(tokenizer, text: str, where: str) -> LMExample:
+  """Plain text: BOS (if the model has one) + text + EOS; every text token trains."""
+  bos = [] if tokenizer.bos_id is None else [tokenizer.bos_id]
+  eos = [] if tokenizer.eos_id is None else [tokenizer.eos_id]
+  return _example([(bos, False), (tokenizer.encode(text, add_special_tokens=False) + eos, True)],
+                  where, False)
+
+
+def from_prompt_response(tokenizer, prompt: str, response: str, where: str, *,
+                         use_chat_template: bool, train_on_prompt: bool = False) -> LMExample:
+  """A prompt/response pair, as a one-turn chat when `use_chat_template`, else as
+  prompt + response + EOS."""
+  if use_chat_template:
+    return from_chat(tokenizer, [{"role": "user", "content": prompt},
+                                 {"role": "assistant", "content": response}],
+                     where, train_on_prompt=train_on_prompt)
+  eos = [] if tokenizer.eos_id is None else [tokenizer.eos_id]
+  bos = [] if tokenizer.bos_id is None else [tokenizer.bos_id]
+  return _example([(bos + tokenizer.encode(prompt, add_special_tokens=False), False),
+                   (tokenizer.encode(response, add_special_tokens=False) + eos, True)],
+                  where, train_on_prompt)
+
+
+def check_messages(messages: Any, where: str) -> list[dict[str, str]]:
+  """The messages of one chat row, or DataError naming the row and what is wrong."""
+  if not isinstance(messages, list) or not messages:
+    raise DataError(f"{where}: a chat must be a non-empty list of messages, got "
+                    f"{type(messages).__name__}")
+  for i, m in enumerate(messages):
+    if not isinstance(m, dict) or not isinstance(m.get("content"), str):
+      raise DataError(f"{where}: message {i} must be an object with a string 'content'")
+    if m.get("role") not in ROLES:
+      raise DataError(f"{where}: message {i} has role {m.get('role')!r}; roles are "
+                      f"{', '.join(ROLES)}")
+  if not any(m["role"] == "assistant" for m in messages):
+    raise DataError(f"{where}: the chat has no assistant turn, so nothing in it would train")
+  return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def from_chat(tokenizer, messages: Any, where: str, *,
+              train_on_prompt: bool = False) -> LMExample:
+  """A chat rendered with the model's template; the assistant turns train.
+
+  The conversation is rendered turn by turn: before each assistant turn, the text up to
+  its header (the template's generation prompt) is what a model sees when asked to
+  reply, and the rest of the turn, end-of-turn token included, is the reply it should
+  give. Each piece is tokenized on its own, exactly as at generation time.
+  """
+  messages = check_messages(messages, where)
+  pieces: list[tuple[list[int], bool]] = []
+  done = ""
+  for i, m in enumerate(messages):
+    if m["role"] == "assistant":
+      header = tokenizer.apply_chat_template(messages[:i], add_generation_prompt=True)
+      pieces.append((_encode_after(tokenizer, done, header, where), False))
+      done = header
+    upto = tokenizer.apply_chat_template(messages[:i + 1], add_generation_prompt=False)
+    pieces.append((_encode_after(tokenizer, done, upto, where), m["role"] == "assistant"))
+    done = upto
+  return _example(pieces, where, train_on_prompt)
+
+
+def _encode_after(tokenizer, done: str, text: str, where: str) -> list[int]:
+  if not text.startswith(done):
+    raise DataError(f"{where}: the model's chat template renders a conversation's start "
+                    "differently once more turns follow, so assistant turns cannot be "
+                    "located; use prompt/response data without the chat template")
+  return tokenizer.encode(text[len(done):], add_special_tokens=False)
+
+
+def check_length(example: LMExample, max_length: int, *, on_bad_row: str,
+                 stats: BadRowStats) -> LMExample | None:
+  """The example, or None (counted) / DataError when it does not fit the context."""
+  if len(example) > max_length:
+    bad_row(example.where, "longer than the context",
+            f"{len(example)} tokens, more than data.max_length={max_length}",
+            on_bad_row=on_bad_row, stats=stats)
+    return None
+  return example
+
+
+@dataclasses.dataclass(frozen=True)
+class Rows:
+  """Fixed-length rows [N, L]: what a batch of causal-LM training is sliced from."""
+  input_ids: np.ndarray    # int32
+  loss_mask: np.ndarray    # bool
+  segment_ids: np.ndarray  # int32, 0 = padding, 1.. = the examples of a row
+  positions: np.ndarray    # int32, restarting at 0 per segment
+
+  def __len__(self) -> int:
+    return len(self.input_ids)
+
+
+def _rows(groups: list[list[LMExample]], length: int, pad_id: int) -> Rows:
+  n = len(groups)
+  out = Rows(np.full((n, length), pad_id, np.int32), np.zeros((n, length), bool),
+             np.zeros((n, length), np.int32), np.zeros((n, length), np.int32))
+  for r, group in enumerate(groups):
+    at = 0
+    for seg, ex in enumerate(group, 1):
+      k = len(ex)
+      out.input_ids[r, at:at + k] = ex.ids
+      out.loss_mask[r, at:at + k] = ex.loss_mask
+      out.segment_ids[r, at:at + k] = seg
+      out.positions[r, at:at + k] = np.arange(k)
+      at += k
+  return out
+
+
+def one_per_row(examples: Sequence[LMExample], length: int, pad_id: int) -> Rows:
+  """Each example alone in a row of `length` tokens, right-padded."""
+  return _rows([[ex] for ex in examples], length, pad_id)
+
+
+PACK_WINDOW = 64  # open rows searched for room; older rows are closed (keeps packing linear)
+
+
+def pack(examples: Sequence[LMExample], length: int, pad_id: int) -> Rows:
+  """Examples packed into rows of `length` tokens: each goes into the first of the last
+  PACK_WINDOW rows with room for it, else starts a row.
+
+  Deterministic for a given order; every example must already fit (check_length).
+  """
+  groups: list[list[LMExample]] = []
+  room: list[int] = []
+  for ex in examples:
+    if len(ex) > length:
+      raise DataError(f"{ex.where}: {len(ex)} tokens do not fit a row of {length}")
+    for g in range(max(0, len(groups) - PACK_WINDOW), len(groups)):
+      if len(ex) <= room[g]:
+        groups[g].append(ex)
+        room[g] -= len(ex)
+        break
+    else:
+      groups.append([ex])
+      room.append(length - len(ex))
+  return _rows(groups, length, pad_id)

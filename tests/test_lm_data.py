@@ -1,0 +1,144 @@
+"""Causal-LM data: loss masks of the three data shapes, packing, the chunked loss."""
+
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fjft.data import lm_examples as lm
+from fjft.data.readers import BadRowStats
+from fjft.errors import DataError
+from fjft.models import decoder, llama
+from fjft.tasks import lm_loss
+
+
+@pytest.fixture(scope="module")
+def tokenizer(smollm2_gguf):
+  from fjft.tokenizer import Tokenizer
+  from fjft.weights import gguf_io
+  g = gguf_io.read_gguf(smollm2_gguf)
+  return Tokenizer.from_gguf(g.tokenizer_meta, g.chat_template)
+
+
+CHAT = [{"role": "system", "content": "You are a bank's support agent."},
+        {"role": "user", "content": "My card was swallowed by the ATM."},
+        {"role": "assistant", "content": "I'm sorry! I have frozen the card."},
+        {"role": "user", "content": "Thanks. Can I get a new one?"},
+        {"role": "assistant", "content": "Yes: a new card ships within 3 days."}]
+
+
+def test_chat_loss_mask_covers_exactly_the_assistant_turns(tokenizer):
+  ex = lm.from_chat(tokenizer, CHAT, "chats.jsonl:1")
+  # the rendered conversation, token for token
+  full = tokenizer.apply_chat_template(CHAT, add_generation_prompt=False)
+  assert tokenizer.decode(ex.ids, skip_special_tokens=False) == full
+  trained = tokenizer.decode(ex.ids[ex.loss_mask], skip_special_tokens=False)
+  assert trained == ("I'm sorry! I have frozen the card.<|im_end|>\n"
+                     "Yes: a new card ships within 3 days.<|im_end|>\n")
+  # everything before the first reply (system, user, the assistant header) is prompt
+  first = int(np.argmax(ex.loss_mask))
+  assert tokenizer.decode(ex.ids[:first], skip_special_tokens=False).endswith(
+      "<|im_start|>assistant\n")
+
+
+def test_prompt_response_and_text_masks(tokenizer):
+  ex = lm.from_prompt_response(tokenizer, "Translate: hola", "hello", "pairs.csv:2",
+                               use_chat_template=False)
+  assert tokenizer.decode(ex.ids[ex.loss_mask], skip_special_tokens=False) == (
+      "hello" + tokenizer.decode([tokenizer.eos_id], skip_special_tokens=False))
+  everything = lm.from_prompt_response(tokenizer, "Translate: hola", "hello", "pairs.csv:2",
+                                       use_chat_template=False, train_on_prompt=True)
+  assert everything.loss_mask.all()
+  chat = lm.from_prompt_response(tokenizer, "Translate: hola", "hello", "pairs.csv:2",
+                                 use_chat_template=True)
+  assert tokenizer.decode(chat.ids[chat.loss_mask], skip_special_tokens=False) == (
+      "hello<|im_end|>\n")
+  text = lm.from_text(tokenizer, "To be, or not to be", "play.txt:1")
+  assert text.loss_mask.sum() == len(text) - (tokenizer.bos_id is not None)
+
+
+@pytest.mark.parametrize("messages, why", [
+    ([{"role": "user", "content": "hi"}], "no assistant turn"),
+    ([{"role": "user", "content": "hi"}, {"role": "bot", "content": "hello"}], "role 'bot'"),
+    ([{"role": "user"}, {"role": "assistant", "content": "x"}], "string 'content'"),
+    ("hello", "non-empty list"),
+])
+def test_bad_chats_name_the_row(tokenizer, messages, why):
+  with pytest.raises(DataError, match=f"^chats.jsonl:7: .*{why}"):
+    lm.from_chat(tokenizer, messages, "chats.jsonl:7")
+
+
+def test_a_row_longer_than_the_context_errors_or_is_counted(tokenizer):
+  ex = lm.from_text(tokenizer, "word " * 50, "notes.txt:3")
+  with pytest.raises(DataError, match=r"^notes.txt:3: \d+ tokens, more than data.max_length=16"):
+    lm.check_length(ex, 16, on_bad_row="error", stats=BadRowStats())
+  stats = BadRowStats()
+  assert lm.check_length(ex, 16, on_bad_row="skip", stats=stats) is None
+  assert stats.counts == {"longer than the context": 1}
+  assert lm.check_length(ex, 4096, on_bad_row="error", stats=stats) is ex
+
+
+def _examples(n, seed=0):
+  rng = np.random.default_rng(seed)
+  out = []
+  for i in range(n):
+    k = int(rng.integers(3, 14))
+    out.append(lm.LMExample(rng.integers(1, 60, k).astype(np.int32),
+                            rng.random(k) < 0.7, f"x:{i}"))
+  return out
+
+
+def test_packing_is_dense_and_keeps_every_token():
+  examples = _examples(40)
+  rows = lm.pack(examples, 32, pad_id=0)
+  assert len(rows) < len(examples) / 2
+  assert (rows.segment_ids > 0).sum() == sum(len(e) for e in examples)
+  # each segment holds one example's tokens in order, positions restarting at 0
+  seen = []
+  for r in range(len(rows)):
+    for seg in range(1, rows.segment_ids[r].max() + 1):
+      sel = rows.segment_ids[r] == seg
+      assert (rows.positions[r][sel] == np.arange(sel.sum())).all()
+      seen.append(tuple(rows.input_ids[r][sel]))
+  assert sorted(seen) == sorted(tuple(e.ids) for e in examples)
+
+
+def _loss(model, rows: lm.Rows, chunk_tokens):
+  ids = jnp.asarray(rows.input_ids)
+  seg = jnp.asarray(rows.segment_ids)
+  f = model.features(ids, jnp.asarray(rows.positions), segment_ids=seg)
+  targets, weights = lm_loss.shifted_targets(ids, jnp.asarray(rows.loss_mask), seg)
+  return lm_loss.cross_entropy(f, targets, weights, chunk_tokens=chunk_tokens)
+
+
+def test_packed_and_unpacked_rows_give_the_same_loss():
+  cfg = llama.Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2,
+                     num_heads=4, num_kv_heads=2, max_position_embeddings=64)
+  model = llama.init_random(cfg, seed=1)
+  examples = _examples(12)
+  packed, _ = _loss(model, lm.pack(examples, 40, pad_id=0), 64)
+  alone, n = _loss(model, lm.one_per_row(examples, 16, pad_id=0), 64)
+  assert n == sum(int(e.loss_mask[1:].sum()) for e in examples)
+  np.testing.assert_allclose(packed, alone, rtol=2e-5)
+
+
+def test_chunked_cross_entropy_matches_full_logits_with_gradients():
+  rng = np.random.default_rng(0)
+  hidden = jnp.asarray(rng.normal(size=(3, 7, 16)), jnp.float32)
+  head = jnp.asarray(rng.normal(size=(16, 50)), jnp.float32)
+  targets = jnp.asarray(rng.integers(0, 50, (3, 7)), jnp.int32)
+  weights = jnp.asarray(rng.random((3, 7)) < 0.6, jnp.float32)
+
+  def chunked(h, w):
+    return lm_loss.cross_entropy(decoder.Features(h, w, None, jnp.float32), targets, weights,
+                                 chunk_tokens=4)[0]  # 21 tokens: the last chunk is padded
+
+  def full(h, w):
+    logits = h @ w
+    ce = jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, targets[..., None], -1)[..., 0]
+    return jnp.sum(ce * weights)
+
+  np.testing.assert_allclose(chunked(hidden, head), full(hidden, head), rtol=1e-5)
+  for a, b in zip(jax.grad(chunked, (0, 1))(hidden, head), jax.grad(full, (0, 1))(hidden, head)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
