@@ -81,3 +81,77 @@ def classify_config() -> ml_collections.ConfigDict:
   c.sharding_rules.types = ""
   c.sharding_rules.labels = ""
   return c
+
+
+def lm_config() -> ml_collections.ConfigDict:
+  """Every field a causal-LM fine-tuning run reads (fjft.lm_runner), with defaults.
+
+  The pretrained model zero-shot is the baseline; dev perplexity selects the checkpoint.
+  """
+  c = ml_collections.ConfigDict()
+  c.name = "lm"
+  c.seed = 0
+  c.task = "lm"
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "smollm2-135m-instruct"  # a registered LM, an HF folder, a .gguf file
+  c.model.compute_dtype = "float32"       # "bfloat16" on GPU/TPU; params stay float32
+  c.model.attention_impl = ""
+  c.model.scan_layers = True              # one compiled layer, scanned: fast compiles
+  c.model.remat = "none"                  # "full" or "dots_saveable" trade compute for memory
+
+  c.data = ml_collections.ConfigDict()
+  c.data.path = ""
+  # "text": continued pretraining on a token stream cut into full rows; "prompt_response":
+  # pairs, the response trains; "chat": [{"role", "content"}, ...] lists, assistant turns train
+  c.data.format = "text"
+  c.data.text_column = "text"
+  c.data.prompt_column = "prompt"
+  c.data.response_column = "response"
+  c.data.messages_column = "messages"
+  c.data.use_chat_template = True     # prompt_response rendered as a one-turn chat
+  c.data.train_on_prompt = False
+  c.data.max_length = 256             # tokens per row
+  c.data.pack = True                  # several examples per row (attention kept apart)
+  c.data.dev_fraction = 0.05
+  c.data.test_fraction = 0.1          # "text": the tail of the data; else a hashed split
+  c.data.split_seed = 0
+  c.data.on_bad_row = "error"
+
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 100
+  c.train.batch_size = 8
+  c.train.grad_accum = 1
+  c.train.eval_every = 50
+  c.train.eval_batch_size = 8
+  c.train.metric = "perplexity"       # lower is better
+  c.train.patience = 3
+  c.train.log_every = 10
+  c.train.checkpoint_every = 50
+  c.train.keep_checkpoints = 2
+  c.train.progress = True
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.lr = 5e-5
+  c.optim.schedule = "cosine"
+  c.optim.warmup_fraction = 0.1
+  c.optim.weight_decay = 0.0
+  c.optim.clip_norm = 1.0
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.95
+  c.optim.eps = 1e-8
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1
+  c.mesh.fsdp = 1
+  c.mesh.tensor = 1
+  c.sharding_rules = ml_collections.ConfigDict()
+  c.sharding_rules.batch = "data,fsdp"
+  c.sharding_rules.vocab = "tensor"
+  c.sharding_rules.embed = "fsdp"
+  c.sharding_rules.heads = "tensor"
+  c.sharding_rules.kv_heads = "tensor"
+  c.sharding_rules.mlp = "tensor"
+  c.sharding_rules.layers = ""
+  c.sharding_rules.position = ""
+  return c

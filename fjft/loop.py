@@ -16,6 +16,9 @@ import jax
 
 from fjft.errors import FjftError
 
+# Dev metrics where smaller is better; every other metric (accuracy, F1, BLEU...) grows.
+LOWER_IS_BETTER = ("loss", "perplexity")
+
 
 @dataclasses.dataclass
 class LoopState:
@@ -139,7 +142,8 @@ def _record_eval(loop_state: LoopState, step: int, dev: dict, train_cfg, logger)
   value = float(dev[metric])
   loop_state.history.append(dict(step=step, **{k: float(v) for k, v in dev.items()}))
   logger.scalars(step, dev, "dev/")
-  improved = loop_state.best_metric is None or value > loop_state.best_metric
+  improved = loop_state.best_metric is None or (
+      value < loop_state.best_metric if metric in LOWER_IS_BETTER else value > loop_state.best_metric)
   if improved:
     loop_state.best_metric, loop_state.best_step, loop_state.bad_evals = value, step, 0
   else:

@@ -34,15 +34,10 @@ from fjft.tokenizer import Tokenizer
 
 def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   """Trains (or resumes) the run of `config` under `workdir`; returns its results."""
-  run_dir = rundir.run_dir_for(config, workdir)
-  results_file = rundir.results_path(run_dir)
-  if rundir.is_finished(run_dir) and not rerun:
-    say(f"run {run_dir} already finished (results.json); pass --rerun to train it again")
-    return rundir.read_json(results_file)
   check_attention_impl(config.model.attention_impl, config.model.compute_dtype)
-  if rerun and os.path.isdir(run_dir):
-    shutil.rmtree(run_dir)
-  run_dir = rundir.prepare(config, workdir)
+  run_dir, finished = start_run(config, workdir, rerun, say)
+  if finished is not None:
+    return finished
   started = time.time()
   mesh = mesh_lib.make_mesh(config.mesh)
   rules = config.sharding_rules
@@ -139,13 +134,26 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
     }
     if len(encoded["test"]):
       results["test"] = evaluate(best_params, "test")
-    logger.hparams(_hparams(config), {f"dev_{k}": v for k, v in dev.items()})
+    logger.hparams(hparams(config), {f"dev_{k}": v for k, v in dev.items()})
+    results_file = rundir.results_path(run_dir)
     rundir.write_json(results_file, results)
   finally:
     logger.close()
     checkpoints.close()
   say(summary(config, results, results_file))
   return results
+
+
+def start_run(config, workdir: str, rerun: bool, say) -> tuple[str, dict | None]:
+  """(run dir, its results if it already finished): a finished run is reported, not
+  retrained, unless `rerun`; otherwise the dir is made (or kept, to resume)."""
+  run_dir = rundir.run_dir_for(config, workdir)
+  if rundir.is_finished(run_dir) and not rerun:
+    say(f"run {run_dir} already finished (results.json); pass --rerun to train it again")
+    return run_dir, rundir.read_json(rundir.results_path(run_dir))
+  if rerun and os.path.isdir(run_dir):
+    shutil.rmtree(run_dir)
+  return rundir.prepare(config, workdir), None
 
 
 def build_model(config, family, model_path: str, num_labels: int):
@@ -212,7 +220,7 @@ def _baseline(config, splits, label_index, num_labels, run_dir) -> dict:
   return out
 
 
-def _hparams(config) -> dict:
+def hparams(config) -> dict:
   return {key: config_lib.get_field(config, key) for key in config_lib.flat_keys(config)}
 
 

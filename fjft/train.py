@@ -15,7 +15,11 @@ flags.DEFINE_bool("rerun", False, "Train again even if this config's run already
 def main(argv):
   cli.begin(argv)
   config = cli.load_config_from_flags()
-  runner.run(config, flags.FLAGS.workdir, rerun=flags.FLAGS.rerun)
+  if config.get("task") == "lm":
+    from fjft import lm_runner  # decoders: imported only for LM runs
+    lm_runner.run(config, flags.FLAGS.workdir, rerun=flags.FLAGS.rerun)
+  else:
+    runner.run(config, flags.FLAGS.workdir, rerun=flags.FLAGS.rerun)
 
 
 if __name__ == "__main__":

@@ -180,3 +180,35 @@ def pack(examples: Sequence[LMExample], length: int, pad_id: int) -> Rows:
       groups.append([ex])
       room.append(length - len(ex))
   return _rows(groups, length, pad_id)
+
+
+class RowBatches:
+  """Training batches of rows, reshuffled every epoch; resumable from the step alone."""
+
+  def __init__(self, rows: Rows, batch_size: int, seed: int):
+    self.rows, self.batch_size, self.seed = rows, batch_size, seed
+    self.batches_per_epoch = -(-len(rows) // batch_size)
+
+  def position(self, step: int) -> dict:
+    return {"epoch": step // self.batches_per_epoch, "batch": step % self.batches_per_epoch}
+
+  def batch(self, step: int) -> dict:
+    pos = self.position(step)
+    order = np.random.default_rng([self.seed, pos["epoch"]]).permutation(len(self.rows))
+    start = pos["batch"] * self.batch_size
+    return take(self.rows, order[start:start + self.batch_size], self.batch_size)
+
+
+def take(rows: Rows, idx: np.ndarray, batch_size: int) -> dict:
+  """Rows `idx` as a batch of `batch_size` rows; missing rows are empty (nothing trains)."""
+  def fill(a):
+    out = np.zeros((batch_size,) + a.shape[1:], a.dtype)
+    out[:len(idx)] = a[idx]
+    return out
+  return {"input_ids": fill(rows.input_ids), "loss_mask": fill(rows.loss_mask),
+          "segment_ids": fill(rows.segment_ids), "positions": fill(rows.positions)}
+
+
+def eval_batches(rows: Rows, batch_size: int):
+  for start in range(0, len(rows), batch_size):
+    yield take(rows, np.arange(start, min(start + batch_size, len(rows))), batch_size)

@@ -173,7 +173,7 @@ def _row_from_object(obj: Any, where: str, text_column: str, label_column: str |
   return Row(text=text, label=label, where=where)
 
 
-def _decoded_lines(path: str, bad_lines: dict[int, str]) -> Iterator[tuple[int, str]]:
+def decoded_lines(path: str, bad_lines: dict[int, str]) -> Iterator[tuple[int, str]]:
   """(1-based line number, text incl. line end) per physical line, decoded one at a time.
 
   Undecodable lines are yielded with U+FFFD replacements (so a CSV parser can go on) and
@@ -199,7 +199,7 @@ def _read_jsonl(path, *, text_column, label_column, on_bad_row, stats) -> list[R
   rows = []
   bad_lines: dict[int, str] = {}
   seen_content = False
-  for number, line in _decoded_lines(path, bad_lines):
+  for number, line in decoded_lines(path, bad_lines):
     if not line.strip():
       continue
     where = f"{path}:{number}"
@@ -234,7 +234,7 @@ def _check_columns(where: str, columns: Sequence[str], text_column: str,
 def _read_delimited(path, *, delimiter, text_column, label_column, on_bad_row,
                     stats) -> list[Row]:
   bad_lines: dict[int, str] = {}
-  lines = (line for _, line in _decoded_lines(path, bad_lines))
+  lines = (line for _, line in decoded_lines(path, bad_lines))
   # reader.line_num counts the physical lines consumed, so a record's first line is known.
   reader = csv.reader(lines, delimiter=delimiter)
   header = None

@@ -170,20 +170,20 @@ def _options(cfg: Any, text_column: str | None) -> _Options:
   return opts
 
 
-def _split_files(folder: str) -> dict[str, str]:
+def split_files(folder: str, extensions=readers.SUPPORTED_EXTENSIONS) -> dict[str, str]:
   """{split: file} for the train/dev/test files in `folder`; train is required."""
   names = sorted(os.listdir(folder))
   found = {}
   for split, stems in SPLIT_FILE_STEMS.items():
     matches = [n for n in names if os.path.splitext(n)[0] in stems
-               and os.path.splitext(n)[1].lower() in readers.SUPPORTED_EXTENSIONS]
+               and os.path.splitext(n)[1].lower() in extensions]
     if len(matches) > 1:
       raise DataError(f"data.path: {folder} holds several {split} files ({', '.join(matches)}); "
                       "keep one")
     if matches:
       found[split] = os.path.join(folder, matches[0])
   if "train" not in found:
-    exts = "|".join(e.lstrip(".") for e in readers.SUPPORTED_EXTENSIONS)
+    exts = "|".join(e.lstrip(".") for e in extensions)
     raise DataError(f"data.path: {folder} has no train file (expected train.{{{exts}}}, and "
                     f"optionally dev.<ext> and test.<ext>; found: {', '.join(names) or 'nothing'})")
   return found
@@ -201,7 +201,7 @@ def _read(opts: _Options, notes: list[str]) -> dict[str, _Split]:
   path = os.path.expanduser(opts.path)
   splits = {}
   if os.path.exists(path):
-    files = _split_files(path) if os.path.isdir(path) else {"train": path}
+    files = split_files(path) if os.path.isdir(path) else {"train": path}
     for name, file in files.items():
       stats = readers.BadRowStats()
       rows = readers.read_rows(file, stats=stats, **columns)

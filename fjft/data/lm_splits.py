@@ -1,0 +1,201 @@
+"""Reads causal-LM data (plain text, prompt/response pairs, chats) into train/dev/test examples.
+
+`data.path` is a file, or a folder with train.<ext> and optionally dev.<ext> / test.<ext>.
+Without dev/test files they are held out deterministically: for plain text the tail of the
+text (the last `test_fraction` of its lines is test, the `dev_fraction` before it dev), so
+that what is scored comes after everything that trains; for pairs and chats a hashed split
+that does not depend on row order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+
+from fjft.data import lm_examples as lm
+from fjft.data import readers
+from fjft.data.splits import split_files
+from fjft.errors import ConfigError, DataError
+
+FORMATS = ("text", "prompt_response", "chat")
+TEXT_EXTENSIONS = (".txt",)
+MIN_TRAIN_TOKENS = 50_000
+
+
+@dataclasses.dataclass
+class LMSplits:
+  train: list[lm.LMExample]
+  dev: list[lm.LMExample]
+  test: list[lm.LMExample]
+  report: dict
+
+
+@dataclasses.dataclass
+class _Raw:
+  """One split as read: examples, where they came from, what was dropped."""
+  items: list          # texts (str), (prompt, response) pairs or message lists
+  where: list[str]
+  source: str
+  stats: readers.BadRowStats = dataclasses.field(default_factory=readers.BadRowStats)
+
+
+def load_lm_splits(data_cfg, tokenizer) -> LMSplits:
+  fmt = data_cfg.format
+  if fmt not in FORMATS:
+    raise ConfigError(f"config field data.format must be one of {', '.join(FORMATS)}, "
+                      f"got {fmt!r}")
+  readers.check_on_bad_row(data_cfg.on_bad_row)
+  path = os.path.expanduser(data_cfg.path)
+  if not os.path.exists(path):
+    raise DataError(f"data.path: {data_cfg.path} does not exist")
+  if os.path.isdir(path):
+    files = split_files(path, extensions=readers.SUPPORTED_EXTENSIONS + TEXT_EXTENSIONS)
+  else:
+    files = {"train": path}
+  raw = {name: _read(file, data_cfg) for name, file in files.items()}
+  for name, fraction in (("test", data_cfg.test_fraction), ("dev", data_cfg.dev_fraction)):
+    if name not in raw:
+      raw["train"], raw[name] = _hold_out(raw["train"], fraction, name, fmt, data_cfg.split_seed)
+  out, report = {}, {"format": fmt, "splits": {}}
+  for name in ("train", "dev", "test"):
+    examples = _encode(raw[name], data_cfg, tokenizer)
+    kept = []
+    for ex in examples:
+      ex = lm.check_length(ex, data_cfg.max_length, on_bad_row=data_cfg.on_bad_row,
+                           stats=raw[name].stats)
+      if ex is not None:
+        kept.append(ex)
+    if not kept:
+      raise DataError(f"{raw[name].source}: the {name} split has no examples left")
+    out[name] = kept
+    report["splits"][name] = {
+        "source": raw[name].source, "rows": len(raw[name].items), "examples": len(kept),
+        "tokens": int(sum(len(e) for e in kept)),
+        "trained_tokens": int(sum(int(e.loss_mask[1:].sum()) for e in kept)),
+        "skipped": raw[name].stats.to_dict()}
+  train_tokens = report["splits"]["train"]["trained_tokens"]
+  report["warnings"] = ([f"only {train_tokens} training tokens: fine-tuning usually needs "
+                         f"{MIN_TRAIN_TOKENS}+ (hundreds to thousands of good examples) to "
+                         "beat the pretrained model"] if train_tokens < MIN_TRAIN_TOKENS else [])
+  return LMSplits(out["train"], out["dev"], out["test"], report)
+
+
+def format_report(report: dict) -> str:
+  lines = [f"data ({report['format']}):"]
+  for name, s in report["splits"].items():
+    skipped = sum(s["skipped"]["counts"].values())
+    lines.append(f"  {name:5s} {s['rows']} rows -> {s['examples']} examples, {s['tokens']} tokens "
+                 f"({s['trained_tokens']} trained){f', {skipped} skipped' if skipped else ''}"
+                 f"  [{s['source']}]")
+    for reason, examples in s["skipped"]["examples"].items():
+      lines.append(f"        skipped ({reason}), e.g. {examples[0]}")
+  lines += [f"warning: {w}" for w in report["warnings"]]
+  return "\n".join(lines)
+
+
+def _read(path: str, cfg) -> _Raw:
+  ext = os.path.splitext(path)[1].lower()
+  stats = readers.BadRowStats()
+  if cfg.format == "text" and ext in TEXT_EXTENSIONS:
+    bad: dict[int, str] = {}
+    lines = list(readers.decoded_lines(path, bad))
+    for number, reason in bad.items():
+      readers.bad_row(f"{path}:{number}", "undecodable bytes", reason,
+                      on_bad_row=cfg.on_bad_row, stats=stats)
+    keep = [(n, text) for n, text in lines if n not in bad]
+    return _Raw([t for _, t in keep], [f"{path}:{n}" for n, _ in keep], path, stats)
+  if ext in TEXT_EXTENSIONS:
+    raise DataError(f"{path}: a .txt file is plain text; data.format={cfg.format!r} needs "
+                    "jsonl, csv, tsv or parquet rows")
+  if cfg.format == "chat":
+    if ext not in (".jsonl", ".json"):
+      raise DataError(f"{path}: chats are read from jsonl (one JSON object per line with a "
+                      f"{cfg.messages_column!r} list), not {ext}")
+    return _read_chats(path, cfg, stats)
+  if cfg.format == "text":
+    rows = readers.read_rows(path, text_column=cfg.text_column, label_column=None,
+                             on_bad_row=cfg.on_bad_row, stats=stats)
+    return _Raw([r.text + "\n" for r in rows], [r.where for r in rows], path, stats)
+  rows = readers.read_rows(path, text_column=cfg.prompt_column, label_column=cfg.response_column,
+                           on_bad_row=cfg.on_bad_row, stats=stats)
+  return _Raw([(r.text, r.label) for r in rows], [r.where for r in rows], path, stats)
+
+
+def _read_chats(path: str, cfg, stats) -> _Raw:
+  items, where = [], []
+  bad: dict[int, str] = {}
+  for number, line in readers.decoded_lines(path, bad):
+    at = f"{path}:{number}"
+    if number in bad:
+      readers.bad_row(at, "undecodable bytes", bad[number], on_bad_row=cfg.on_bad_row,
+                      stats=stats)
+      continue
+    if not line.strip():
+      continue
+    try:
+      obj = json.loads(line)
+    except json.JSONDecodeError as e:
+      readers.bad_row(at, "bad JSON", f"bad JSON ({e.msg} at column {e.colno})",
+                      on_bad_row=cfg.on_bad_row, stats=stats)
+      continue
+    messages = obj.get(cfg.messages_column) if isinstance(obj, dict) else None
+    try:
+      items.append(lm.check_messages(messages, at))
+      where.append(at)
+    except DataError as e:
+      readers.bad_row(at, "bad chat", str(e).split(": ", 1)[1], on_bad_row=cfg.on_bad_row,
+                      stats=stats)
+  return _Raw(items, where, path, stats)
+
+
+def _hold_out(train: _Raw, fraction: float, name: str, fmt: str, seed: int) -> tuple[_Raw, _Raw]:
+  """(rest of train, held-out split): the tail for text, a hashed choice otherwise."""
+  n = len(train.items)
+  k = int(round(n * fraction))
+  if not 0 < k < n:
+    raise DataError(f"{train.source}: cannot hold out data.{name}_fraction={fraction} of "
+                    f"{n} rows as {name} (add a {name} file or change the fraction)")
+  if fmt == "text":
+    chosen = set(range(n - k, n))
+  else:
+    key = lambda i: hashlib.sha256(f"{seed}\0{name}\0{json.dumps(train.items[i])}".encode()).digest()
+    chosen = set(sorted(range(n), key=key)[:k])
+  pick = lambda keep: ([x for i, x in enumerate(train.items) if (i in chosen) == keep],
+                       [w for i, w in enumerate(train.where) if (i in chosen) == keep])
+  held_items, held_where = pick(True)
+  rest_items, rest_where = pick(False)
+  if fmt == "text":  # the held-out lines, e.g. "input.txt:34201..36000"
+    source = f"{held_where[0]}..{held_where[-1].rsplit(':', 1)[1]}"
+  else:
+    source = f"{train.source} (a hashed {fraction:g} of its rows)"
+  return (_Raw(rest_items, rest_where, train.source, train.stats),
+          _Raw(held_items, held_where, source))
+
+
+def _encode(raw: _Raw, cfg, tokenizer) -> list[lm.LMExample]:
+  if cfg.format == "text":
+    return _text_rows(raw, cfg.max_length, tokenizer)
+  if cfg.format == "chat":
+    return [lm.from_chat(tokenizer, m, w, train_on_prompt=cfg.train_on_prompt)
+            for m, w in zip(raw.items, raw.where)]
+  return [lm.from_prompt_response(tokenizer, p, r, w, use_chat_template=cfg.use_chat_template,
+                                  train_on_prompt=cfg.train_on_prompt)
+          for (p, r), w in zip(raw.items, raw.where)]
+
+
+def _text_rows(raw: _Raw, length: int, tokenizer) -> list[lm.LMExample]:
+  """The split's text as one token stream cut into rows of `length` tokens."""
+  import numpy as np
+  text = "".join(raw.items)
+  ids = tokenizer.encode(text, add_special_tokens=False)
+  if tokenizer.eos_id is not None:
+    ids.append(tokenizer.eos_id)
+  out = []
+  for start in range(0, len(ids), length):
+    chunk = np.asarray(ids[start:start + length], np.int32)
+    if len(chunk) > 1:
+      out.append(lm.LMExample(chunk, np.ones(len(chunk), bool),
+                              f"{raw.source}: tokens {start}..{start + len(chunk) - 1}"))
+  return out

@@ -1,0 +1,167 @@
+"""One causal-LM fine-tuning run, top to bottom (config.task == "lm").
+
+The same run directory, hashing, loop, checkpoints and TensorBoard logs as a
+classification run (fjft.runner); what differs is the data (fjft.data.lm_splits), the
+loss (next-token cross-entropy on the trained tokens, chunked over the vocabulary) and
+the baseline: the same pretrained model before fine-tuning, scored on the same splits.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from fjft import config as config_lib
+from fjft import mesh as mesh_lib
+from fjft import optim, rundir
+from fjft.checkpoint import RunCheckpoints, abstract_like, restore_best_params
+from fjft.data import lm_examples, lm_splits
+from fjft.lm import load_lm
+from fjft.logging import RunLogger
+from fjft.loop import LoopState, train_loop
+from fjft.runner import check_attention_impl, hparams, start_run
+from fjft.step import TrainState, make_train_step
+from fjft.tasks import lm_loss
+
+
+def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
+  """Trains (or resumes) the run of `config` under `workdir`; returns its results."""
+  check_attention_impl(config.model.attention_impl, config.model.compute_dtype)
+  run_dir, finished = start_run(config, workdir, rerun, say)
+  if finished is not None:
+    return finished
+  started = time.time()
+  mesh = mesh_lib.make_mesh(config.mesh)
+  rules = config.sharding_rules
+  say(f"run {run_dir}\nmesh {mesh_lib.describe(mesh)}")
+
+  lm = load_lm(config.model.name, scan_layers=config.model.scan_layers,
+               remat=config.model.remat, attention_impl=config.model.attention_impl or None)
+  tokenizer = lm.tokenizer
+  if jax.process_index() == 0:
+    tokenizer.save(os.path.join(run_dir, "tokenizer"))
+  splits = lm_splits.load_lm_splits(config.data, tokenizer)
+  say(lm_splits.format_report(splits.report))
+  rundir.write_json(os.path.join(run_dir, "data_report.json"), splits.report)
+  arrange = lm_examples.pack if config.data.pack else lm_examples.one_per_row
+  rows = {name: arrange(getattr(splits, name), config.data.max_length, tokenizer.pad_id)
+          for name in ("train", "dev", "test")}
+  rundir.write_json(os.path.join(run_dir, "model.json"), {
+      "task": "lm", "family": lm.family.__name__, "hf_config": lm.cfg.to_hf(),
+      "source": lm.source, "compute_dtype": config.model.compute_dtype})
+
+  graphdef = lm.graphdef
+  shardings = mesh_lib.shardings_for(nnx.get_partition_spec(lm.params), mesh, rules)
+  params = jax.device_put(lm.params, shardings)
+  n_params = sum(x.size for x in jax.tree.leaves(params))
+  dtype = jnp.dtype(config.model.compute_dtype)
+
+  def apply_fn(params, batch, dropout_key):
+    model = nnx.merge(graphdef, params)
+    return model.features(batch["input_ids"], batch["positions"],
+                          segment_ids=batch["segment_ids"], dropout_key=dropout_key,
+                          compute_dtype=dtype)
+
+  def loss_fn(features, batch):
+    targets, weights = lm_loss.shifted_targets(batch["input_ids"], batch["loss_mask"],
+                                               batch["segment_ids"])
+    return lm_loss.cross_entropy(features, targets, weights)
+
+  def to_device(batch):
+    return mesh_lib.global_batch(batch, mesh, rules)
+
+  eval_step = jax.jit(lambda p, batch: loss_fn(apply_fn(p, batch, None), batch))
+
+  def evaluate(params, split="dev"):
+    total = count = 0.0
+    for batch in lm_examples.eval_batches(rows[split], config.train.eval_batch_size):
+      loss, n = jax.device_get(eval_step(params, to_device(batch)))
+      total, count = total + float(loss), count + float(n)
+    mean = total / max(count, 1.0)
+    return {"loss": mean, "perplexity": math.exp(min(mean, 50.0))}
+
+  baseline = _baseline(run_dir, params, evaluate, say)
+
+  optimizer = optim.make_optimizer(config.optim, config.train.steps)
+  lr_at = optim.schedule(config.optim, config.train.steps)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                     opt_state=jax.jit(optimizer.init)(params))
+  checkpoints = RunCheckpoints(run_dir, config.train.keep_checkpoints)
+  loop_state = LoopState()
+  latest = checkpoints.latest_step()
+  if latest is not None:
+    state, meta = checkpoints.restore(latest, abstract_like(state))
+    loop_state = LoopState.from_meta(meta)
+    say(f"resuming from the checkpoint at step {latest}")
+  train_step = jax.jit(
+      make_train_step(apply_fn, loss_fn, optimizer, config.train.grad_accum,
+                      jax.random.key(config.seed)), donate_argnums=0)
+  batches = lm_examples.RowBatches(rows["train"], config.train.batch_size, config.seed)
+
+  logger = RunLogger(run_dir, config.train.steps, int(state.step), config.train.progress)
+  logger.text("config", "```\n" + config_lib.canonical_json(config, identity_only=False) + "\n```")
+  for split, values in baseline.items():
+    for at in (0, config.train.steps):
+      logger.scalars(at, values, f"baseline/{split}/")
+  say(f"model {config.model.name}: {n_params / 1e6:.1f}M params; training "
+      f"{config.train.steps} steps of {config.train.batch_size} rows x {config.data.max_length}"
+      f" tokens ({len(rows['train'])} rows per epoch)")
+  try:
+    result = train_loop(
+        state=state, train_step=train_step, batch_at=lambda s: to_device(batches.batch(s)),
+        data_position=batches.position, evaluate=evaluate, checkpoints=checkpoints,
+        logger=logger, train_cfg=config.train, lr_at=lr_at, loop_state=loop_state)
+    if result.interrupted:
+      raise SystemExit(130)
+    best_step, best_params = restore_best_params(run_dir, abstract_like(result.state.params))
+    results = {
+        "config_hash": config_lib.config_hash(config),
+        "step": int(jax.device_get(result.state.step)),
+        "best_step": best_step,
+        "dev": evaluate(best_params, "dev"),
+        "test": evaluate(best_params, "test"),
+        "baseline": baseline,
+        "history": result.loop_state.history,
+        "stopped": result.loop_state.stopped,
+        "params": {"total": n_params, "trainable": n_params},
+        "train_tokens_per_s": (result.steps_run * config.train.batch_size
+                               * config.data.max_length / max(result.train_seconds, 1e-9)),
+        "wall_seconds": time.time() - started,
+        "run_dir": run_dir,
+    }
+    logger.hparams(hparams(config), {f"dev_{k}": v for k, v in results["dev"].items()})
+    results_file = rundir.results_path(run_dir)
+    rundir.write_json(results_file, results)
+  finally:
+    logger.close()
+    checkpoints.close()
+  say(summary(config, results, results_file))
+  return results
+
+
+def _baseline(run_dir: str, params, evaluate, say) -> dict:
+  """The pretrained model before any update, on dev and test (cached for resumes)."""
+  path = os.path.join(run_dir, "baseline.json")
+  if os.path.isfile(path):
+    return rundir.read_json(path)
+  say("scoring the pretrained model (the baseline) on dev and test")
+  out = {split: evaluate(params, split) for split in ("dev", "test")}
+  rundir.write_json(path, out)
+  return out
+
+
+def summary(config, results: dict, results_file: str) -> str:
+  metric = config.train.metric
+  lines = [f"done: {results['step']} steps, best dev {metric} at step {results['best_step']}"]
+  for split in ("dev", "test"):
+    ft, base = results[split][metric], results["baseline"][split][metric]
+    lines.append(f"  {split:4s} {metric}: fine-tuned {ft:.4f} vs pretrained zero-shot "
+                 f"{base:.4f} ({(ft - base) / base:+.1%})")
+  lines.append(f"results: {results_file}")
+  lines.append(f"tensorboard --logdir {os.path.dirname(results_file)}/tb")
+  return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""Causal-LM fine-tuning end to end on a tiny random Llama with SmolLM2's tokenizer."""
+
+import json
+import os
+
+import pytest
+
+from fjft import config as config_lib
+from fjft import lm_runner
+from fjft.defaults import lm_config
+from fjft.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_dir(smollm2_gguf, tmp_path_factory):
+  from fjft.models import llama
+  from fjft.tokenizer import Tokenizer
+  from fjft.weights import gguf_io
+  from fjft.weights.safetensors_io import write_safetensors
+  g = gguf_io.read_gguf(smollm2_gguf)
+  out = tmp_path_factory.mktemp("tiny_llama")
+  Tokenizer.from_gguf(g.tokenizer_meta, g.chat_template).save(str(out))
+  cfg = llama.Config(vocab_size=g.hf_config["vocab_size"], hidden_size=32, intermediate_size=64,
+                     num_layers=2, num_heads=4, num_kv_heads=2, max_position_embeddings=256,
+                     tie_word_embeddings=True)
+  write_safetensors(llama.to_hf_state_dict(cfg, llama.init_random(cfg, seed=0)),
+                    str(out / "model.safetensors"))
+  (out / "config.json").write_text(json.dumps(cfg.to_hf()))
+  return str(out)
+
+
+def _chats(path, n):
+  topics = ["card", "loan", "refund", "transfer", "pin", "fee"]
+  with open(path, "w") as f:
+    for i in range(n):
+      t = topics[i % len(topics)]
+      f.write(json.dumps({"messages": [
+          {"role": "user", "content": f"question {i} about my {t}"},
+          {"role": "assistant", "content": f"Here is how your {t} works: see the {t} page."}]})
+          + "\n")
+
+
+def _config(model_dir, data_path, **fields):
+  c = lm_config()
+  c.model.name = model_dir
+  c.data.path = str(data_path)
+  c.data.format = "chat"
+  c.data.max_length = 64
+  c.train.steps = 40
+  c.train.eval_every = 20
+  c.train.batch_size = 4
+  c.train.progress = False
+  c.optim.lr = 3e-3
+  for k, v in fields.items():
+    config_lib.set_field(c, k, str(v))
+  return c
+
+
+def test_short_sft_run_lowers_dev_loss(tiny_llama_dir, tmp_path):
+  data = tmp_path / "chats.jsonl"
+  _chats(data, 120)
+  results = lm_runner.run(_config(tiny_llama_dir, data), str(tmp_path / "runs"), say=lambda *_: None)
+  assert results["dev"]["loss"] < 0.8 * results["baseline"]["dev"]["loss"]
+  assert results["test"]["perplexity"] < results["baseline"]["test"]["perplexity"]
+  run = results["run_dir"]
+  for name in ("config.json", "env.json", "results.json", "data_report.json", "model.json"):
+    assert os.path.isfile(os.path.join(run, name)), name
+  report = json.load(open(os.path.join(run, "data_report.json")))
+  assert sum(s["examples"] for s in report["splits"].values()) == 120
+
+
+def test_bad_chat_row_names_file_and_line(tiny_llama_dir, tmp_path):
+  data = tmp_path / "chats.jsonl"
+  _chats(data, 30)
+  lines = data.read_text().splitlines()
+  lines[4] = json.dumps({"messages": [{"role": "user", "content": "no reply here"}]})
+  data.write_text("\n".join(lines) + "\n")
+  with pytest.raises(DataError, match=f"{data}:5: the chat has no assistant turn"):
+    lm_runner.run(_config(tiny_llama_dir, data), str(tmp_path / "runs"), say=lambda *_: None)
+  skipped = lm_runner.run(_config(tiny_llama_dir, data, **{"data.on_bad_row": "skip",
+                                                           "train.steps": 2}),
+                          str(tmp_path / "runs"), say=lambda *_: None)
+  report = json.load(open(os.path.join(skipped["run_dir"], "data_report.json")))
+  assert report["splits"]["train"]["skipped"]["counts"] == {"bad chat": 1}
+
+
+def test_text_holds_out_the_tail_as_dev_then_test(tiny_llama_dir, tmp_path):
+  from fjft.data import lm_splits
+  from fjft.tokenizer import Tokenizer
+  path = tmp_path / "play.txt"
+  path.write_text("".join(f"line {i} of the play\n" for i in range(1, 201)))
+  c = lm_config().data
+  c.path, c.max_length, c.dev_fraction, c.test_fraction = str(path), 32, 0.1, 0.2
+  s = lm_splits.load_lm_splits(c, Tokenizer.from_dir(tiny_llama_dir))
+  assert s.report["splits"]["test"]["source"] == f"{path}:161..200"
+  assert s.report["splits"]["dev"]["source"] == f"{path}:145..160"  # 10% of the 160 left
+  tok = Tokenizer.from_dir(tiny_llama_dir)
+  text = lambda exs: "".join(tok.decode(e.ids) for e in exs)
+  assert "line 144 of" in text(s.train) and "line 145 of" not in text(s.train)
+  assert text(s.test).startswith("line 161 of") and "line 200 of the play" in text(s.test)
+  assert all(len(e) <= 32 for e in s.train + s.dev + s.test)
