@@ -103,13 +103,17 @@ def lm_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.path = ""
   # "text": continued pretraining on a token stream cut into full rows; "prompt_response":
-  # pairs, the response trains; "chat": [{"role", "content"}, ...] lists, assistant turns train
+  # pairs, the response trains; "parallel": two aligned line files (translation), the target
+  # trains; "chat": [{"role", "content"}, ...] lists, assistant turns train
   c.data.format = "text"
   c.data.text_column = "text"
   c.data.prompt_column = "prompt"
   c.data.response_column = "response"
   c.data.messages_column = "messages"
-  c.data.use_chat_template = True     # prompt_response rendered as a one-turn chat
+  c.data.source_suffix = ""           # "parallel": <path><source_suffix> and <path><target_suffix>,
+  c.data.target_suffix = ""           # line i of one translating line i of the other
+  c.data.prompt_template = "{source}"  # "parallel": the prompt made of a source line
+  c.data.use_chat_template = True     # prompt_response / parallel rendered as a one-turn chat
   c.data.train_on_prompt = False
   c.data.max_length = 256             # tokens per row
   c.data.pack = True                  # several examples per row (attention kept apart)
@@ -130,6 +134,14 @@ def lm_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 50
   c.train.keep_checkpoints = 2
   c.train.progress = True
+
+  # Generation metrics on the first `eval.generate` examples of dev (each evaluation) and
+  # test (once), greedy, for the fine-tuned and the zero-shot model alike.
+  c.eval = ml_collections.ConfigDict()
+  c.eval.generate = 0                 # 0: loss and perplexity only
+  c.eval.metrics = ""                 # comma-separated: bleu, chrf, rougeL
+  c.eval.max_new_tokens = 64
+  c.eval.batch_size = 16
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 5e-5

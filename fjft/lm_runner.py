@@ -14,6 +14,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from fjft import config as config_lib
@@ -21,12 +22,13 @@ from fjft import mesh as mesh_lib
 from fjft import optim, rundir
 from fjft.checkpoint import RunCheckpoints, abstract_like, restore_best_params
 from fjft.data import lm_examples, lm_splits
+from fjft.decoding import SamplingConfig, generate
 from fjft.lm import load_lm
 from fjft.logging import RunLogger
 from fjft.loop import LoopState, train_loop
 from fjft.runner import check_attention_impl, hparams, start_run
 from fjft.step import TrainState, make_train_step
-from fjft.tasks import lm_loss
+from fjft.tasks import gen_metrics, lm_loss
 
 
 def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
@@ -77,15 +79,36 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
 
   eval_step = jax.jit(lambda p, batch: loss_fn(apply_fn(p, batch, None), batch))
 
+  metric_names = [m for m in config.eval.metrics.split(",") if m]
+  prompts = {split: _prompts_and_references(getattr(splits, split)[:config.eval.generate],
+                                            tokenizer)
+             for split in ("dev", "test")} if metric_names and config.eval.generate else {}
+  sampling = SamplingConfig(max_new_tokens=config.eval.max_new_tokens, temperature=0.0)
+
   def evaluate(params, split="dev"):
     total = count = 0.0
     for batch in lm_examples.eval_batches(rows[split], config.train.eval_batch_size):
       loss, n = jax.device_get(eval_step(params, to_device(batch)))
       total, count = total + float(loss), count + float(n)
     mean = total / max(count, 1.0)
-    return {"loss": mean, "perplexity": math.exp(min(mean, 50.0))}
+    out = {"loss": mean, "perplexity": math.exp(min(mean, 50.0))}
+    if split in prompts:
+      ids, references, where = prompts[split]
+      generated = []
+      for i in range(0, len(ids), config.eval.batch_size):
+        generated += generate(graphdef, params, lm.init_cache, ids[i:i + config.eval.batch_size],
+                              pad_id=tokenizer.pad_id, stop_ids=lm.stop_ids(),
+                              sampling=sampling, max_context=lm.max_context,
+                              where=where[i:i + config.eval.batch_size])
+      hypotheses = [tokenizer.decode(g).strip() for g in generated]
+      out.update(gen_metrics.score(metric_names, hypotheses, references))
+      samples[split] = [{"where": w, "reference": r, "generated": h}
+                        for w, r, h in zip(where, references, hypotheses)]
+    return out
 
-  baseline = _baseline(run_dir, params, evaluate, say)
+  samples: dict[str, list] = {}
+
+  baseline = _baseline(run_dir, params, evaluate, samples, say)
 
   optimizer = optim.make_optimizer(config.optim, config.train.steps)
   lr_at = optim.schedule(config.optim, config.train.steps)
@@ -134,6 +157,8 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
         "wall_seconds": time.time() - started,
         "run_dir": run_dir,
     }
+    if samples:  # what the best checkpoint generated on dev and test
+      rundir.write_json(os.path.join(run_dir, "generations.json"), samples)
     logger.hparams(hparams(config), {f"dev_{k}": v for k, v in results["dev"].items()})
     results_file = rundir.results_path(run_dir)
     rundir.write_json(results_file, results)
@@ -144,7 +169,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   return results
 
 
-def _baseline(run_dir: str, params, evaluate, say) -> dict:
+def _baseline(run_dir: str, params, evaluate, samples: dict, say) -> dict:
   """The pretrained model before any update, on dev and test (cached for resumes)."""
   path = os.path.join(run_dir, "baseline.json")
   if os.path.isfile(path):
@@ -152,7 +177,28 @@ def _baseline(run_dir: str, params, evaluate, say) -> dict:
   say("scoring the pretrained model (the baseline) on dev and test")
   out = {split: evaluate(params, split) for split in ("dev", "test")}
   rundir.write_json(path, out)
+  if samples:
+    rundir.write_json(os.path.join(run_dir, "baseline_generations.json"), samples)
   return out
+
+
+def _prompts_and_references(examples, tokenizer):
+  """(prompt ids, reference texts, where) of examples: the prompt is everything before
+  the first trained token, the reference that first trained span (the first reply)."""
+  ids, references, where = [], [], []
+  for ex in examples:
+    if not ex.loss_mask.any():
+      continue
+    first = int(np.argmax(ex.loss_mask))
+    end = first
+    while end < len(ex) and ex.loss_mask[end]:
+      end += 1
+    if first == 0:  # plain text has no prompt: nothing to generate from
+      continue
+    ids.append([int(i) for i in ex.ids[:first]])
+    references.append(tokenizer.decode(ex.ids[first:end]).strip())
+    where.append(ex.where)
+  return ids, references, where
 
 
 def summary(config, results: dict, results_file: str) -> str:
@@ -162,6 +208,10 @@ def summary(config, results: dict, results_file: str) -> str:
     ft, base = results[split][metric], results["baseline"][split][metric]
     lines.append(f"  {split:4s} {metric}: fine-tuned {ft:.4f} vs pretrained zero-shot "
                  f"{base:.4f} ({(ft - base) / base:+.1%})")
+    for name in gen_metrics.METRICS:
+      if name in results[split] and name != metric:
+        lines.append(f"  {split:4s} {name}: fine-tuned {results[split][name]:.2f} vs "
+                     f"pretrained zero-shot {results['baseline'][split][name]:.2f}")
   lines.append(f"results: {results_file}")
   lines.append(f"tensorboard --logdir {os.path.dirname(results_file)}/tb")
   return "\n".join(lines)

@@ -99,3 +99,39 @@ def test_text_holds_out_the_tail_as_dev_then_test(tiny_llama_dir, tmp_path):
   assert "line 144 of" in text(s.train) and "line 145 of" not in text(s.train)
   assert text(s.test).startswith("line 161 of") and "line 200 of the play" in text(s.test)
   assert all(len(e) <= 32 for e in s.train + s.dev + s.test)
+
+
+def _parallel(prefix, n):
+  words = ["gato", "perro", "casa", "libro", "agua", "sol"]
+  english = ["cat", "dog", "house", "book", "water", "sun"]
+  with open(f"{prefix}.spa", "w") as s, open(f"{prefix}.eng", "w") as e:
+    for i in range(n):
+      s.write(f"el {words[i % 6]} {i}\n")
+      e.write(f"the {english[i % 6]} {i}\n")
+
+
+def test_translation_run_scores_generations_for_model_and_baseline(tiny_llama_dir, tmp_path):
+  _parallel(tmp_path / "pairs", 80)
+  c = _config(tiny_llama_dir, tmp_path / "pairs", **{
+      "data.format": "parallel", "data.source_suffix": ".spa", "data.target_suffix": ".eng",
+      "data.prompt_template": "Spanish: {source}\nEnglish:", "data.use_chat_template": "False",
+      "eval.generate": 6, "eval.metrics": "bleu,chrf,rougeL", "eval.max_new_tokens": 8,
+      "train.steps": 4, "train.eval_every": 4})
+  results = lm_runner.run(c, str(tmp_path / "runs"), say=lambda *_: None)
+  for part in (results["dev"], results["test"], results["baseline"]["dev"]):
+    assert set(part) == {"loss", "perplexity", "bleu", "chrf", "rougeL"}
+    assert all(0.0 <= part[m] <= 100.0 for m in ("bleu", "chrf", "rougeL"))
+  generations = json.load(open(os.path.join(results["run_dir"], "generations.json")))
+  assert len(generations["test"]) == 6
+  assert generations["test"][0]["reference"].startswith("the ")
+  assert generations["test"][0]["where"].startswith(f"{tmp_path / 'pairs'}.spa:")
+
+
+def test_parallel_files_must_align(tiny_llama_dir, tmp_path):
+  _parallel(tmp_path / "pairs", 20)
+  with open(tmp_path / "pairs.eng", "a") as f:
+    f.write("one line too many\n")
+  c = _config(tiny_llama_dir, tmp_path / "pairs", **{
+      "data.format": "parallel", "data.source_suffix": ".spa", "data.target_suffix": ".eng"})
+  with pytest.raises(DataError, match=r"pairs.spa has 20 lines but .*pairs.eng has 21"):
+    lm_runner.run(c, str(tmp_path / "runs"), say=lambda *_: None)

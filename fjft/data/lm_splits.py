@@ -19,7 +19,7 @@ from fjft.data import readers
 from fjft.data.splits import split_files
 from fjft.errors import ConfigError, DataError
 
-FORMATS = ("text", "prompt_response", "chat")
+FORMATS = ("text", "prompt_response", "parallel", "chat")
 TEXT_EXTENSIONS = (".txt",)
 MIN_TRAIN_TOKENS = 50_000
 
@@ -48,9 +48,11 @@ def load_lm_splits(data_cfg, tokenizer) -> LMSplits:
                       f"got {fmt!r}")
   readers.check_on_bad_row(data_cfg.on_bad_row)
   path = os.path.expanduser(data_cfg.path)
-  if not os.path.exists(path):
+  if fmt == "parallel":
+    files = {"train": path}
+  elif not os.path.exists(path):
     raise DataError(f"data.path: {data_cfg.path} does not exist")
-  if os.path.isdir(path):
+  elif os.path.isdir(path):
     files = split_files(path, extensions=readers.SUPPORTED_EXTENSIONS + TEXT_EXTENSIONS)
   else:
     files = {"train": path}
@@ -98,6 +100,8 @@ def format_report(report: dict) -> str:
 def _read(path: str, cfg) -> _Raw:
   ext = os.path.splitext(path)[1].lower()
   stats = readers.BadRowStats()
+  if cfg.format == "parallel":
+    return _read_parallel(path, cfg, stats)
   if cfg.format == "text" and ext in TEXT_EXTENSIONS:
     bad: dict[int, str] = {}
     lines = list(readers.decoded_lines(path, bad))
@@ -121,6 +125,38 @@ def _read(path: str, cfg) -> _Raw:
   rows = readers.read_rows(path, text_column=cfg.prompt_column, label_column=cfg.response_column,
                            on_bad_row=cfg.on_bad_row, stats=stats)
   return _Raw([(r.text, r.label) for r in rows], [r.where for r in rows], path, stats)
+
+
+def _read_parallel(prefix: str, cfg, stats) -> _Raw:
+  """Line i of <prefix><source_suffix> and of <prefix><target_suffix>: one pair."""
+  if not cfg.source_suffix or not cfg.target_suffix:
+    raise ConfigError("data.format='parallel' needs data.source_suffix and data.target_suffix "
+                      "(e.g. '.spa' and '.eng' for <path>.spa / <path>.eng)")
+  sides = []
+  for suffix in (cfg.source_suffix, cfg.target_suffix):
+    path = prefix + suffix
+    if not os.path.isfile(path):
+      raise DataError(f"data.path: {path} does not exist (data.format='parallel' reads "
+                      "<data.path><source_suffix> and <data.path><target_suffix>)")
+    bad: dict[int, str] = {}
+    lines = [(n, text.rstrip("\r\n")) for n, text in readers.decoded_lines(path, bad)]
+    sides.append((path, lines, bad))
+  (src_path, src, src_bad), (tgt_path, tgt, tgt_bad) = sides
+  if len(src) != len(tgt):
+    raise DataError(f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}: the "
+                    "files of a parallel corpus must align line by line")
+  items, where = [], []
+  for (n, s), (_, t) in zip(src, tgt):
+    at = f"{src_path}:{n}"
+    reason = src_bad.get(n) or tgt_bad.get(n)
+    if reason is None and not (s.strip() and t.strip()):
+      reason = "empty line on one side"
+    if reason is not None:
+      readers.bad_row(at, reason.split(" (")[0], reason, on_bad_row=cfg.on_bad_row, stats=stats)
+      continue
+    items.append((cfg.prompt_template.format(source=s.strip()), t.strip()))
+    where.append(at)
+  return _Raw(items, where, f"{src_path} -> {tgt_path}", stats)
 
 
 def _read_chats(path: str, cfg, stats) -> _Raw:
