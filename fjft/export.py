@@ -48,10 +48,11 @@ HF_CAUSAL_LM = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
                 "qwen2": "Qwen2ForCausalLM", "gpt2": "GPT2LMHeadModel"}
 
 
-def export_lm_hf(name_or_path: str, out_dir: str) -> str:
-  """Writes a pretrained decoder (e.g. from GGUF) as an HF directory for AutoModelForCausalLM."""
+def export_lm_hf(name_or_path: str, out_dir: str, *, run: bool = False) -> str:
+  """Writes a decoder as an HF directory for AutoModelForCausalLM: a pretrained one (e.g.
+  from GGUF), or with `run` the best checkpoint of a fine-tuned decoder run."""
   from fjft import lm as lm_lib
-  lm = lm_lib.load_lm(name_or_path)
+  lm = lm_lib.load_run(name_or_path) if run else lm_lib.load_lm(name_or_path)
   hf_config = lm.cfg.to_hf()
   hf_config["architectures"] = [HF_CAUSAL_LM[hf_config["model_type"]]]
   tensors = lm.family.to_hf_state_dict(lm.cfg, nnx.merge(lm.graphdef, lm.params))
@@ -70,7 +71,7 @@ def _write_hf_dir(out_dir: str, hf_config: dict, tensors: dict) -> None:
 
 def define_flags():
   # Defined only when run as a main, so importing export_hf defines no flags.
-  flags.DEFINE_string("run", None, "Run directory (a fine-tuned classifier).")
+  flags.DEFINE_string("run", None, "Run directory (a fine-tuned classifier or decoder).")
   flags.DEFINE_string("model", None, "A pretrained decoder: registered name, .gguf file or HF "
                       "folder (e.g. a GGUF converted to the HF format).")
   flags.DEFINE_string("out", None, "Output folder for the Hugging Face model.", required=True)
@@ -84,6 +85,11 @@ def main(argv):
     raise FjftError("pass exactly one of --run (a run directory) or --model (a pretrained decoder)")
   if f.model:
     out = export_lm_hf(f.model, f.out)
+    print(f"wrote a Hugging Face model to {out}: "
+          f"transformers.AutoModelForCausalLM.from_pretrained({out!r})")
+    return
+  if infer.is_lm_run(f.run):
+    out = export_lm_hf(f.run, f.out, run=True)
     print(f"wrote a Hugging Face model to {out}: "
           f"transformers.AutoModelForCausalLM.from_pretrained({out!r})")
     return

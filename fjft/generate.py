@@ -115,12 +115,9 @@ def main(argv):
     raise FjftError("pass exactly one of --model (a pretrained decoder) or --run (a run dir)")
   if bool(f.prompt) == bool(f.input):
     raise FjftError("pass exactly one of --prompt or --input")
-  if f.run:
-    raise FjftError(f"--run={f.run}: fine-tuned decoder runs are not available yet; "
-                    "use --model with a pretrained decoder")
   from fjft import lm as lm_lib
   started = time.time()
-  lm = lm_lib.load_lm(f.model)
+  lm = lm_lib.load_run(f.run) if f.run else lm_lib.load_lm(f.model)
   records = ([("--prompt", {"prompt": f.prompt})] if f.prompt else read_prompts(f.input))
   sampling = decoding.SamplingConfig(max_new_tokens=f.max_new_tokens, temperature=f.temperature,
                                      top_k=f.top_k, top_p=f.top_p, seed=f.seed)

@@ -41,6 +41,12 @@ def skeleton(info: dict) -> nnx.Module:
   return classify.Classifier(encoder, cfg.hidden_size, len(info["labels"]), 0.0, rngs=nnx.Rngs(0))
 
 
+def is_lm_run(run_dir: str) -> bool:
+  """Whether `run_dir` holds a fine-tuned decoder (fjft.lm_runner) rather than a classifier."""
+  info_path = os.path.join(run_dir, "model.json")
+  return os.path.isfile(info_path) and rundir.read_json(info_path).get("task") == "lm"
+
+
 def load_run(run_dir: str) -> LoadedRun:
   if not os.path.isdir(run_dir):
     raise FjftError(f"--run: {run_dir} is not a run directory")
@@ -48,6 +54,8 @@ def load_run(run_dir: str) -> LoadedRun:
   if not os.path.isfile(info_path):
     raise FjftError(f"--run: {run_dir} has no model.json: is it an fjft classification run?")
   info = rundir.read_json(info_path)
+  if info.get("task") == "lm":
+    raise FjftError(f"--run: {run_dir} is a fine-tuned decoder; use python -m fjft.generate")
   config = rundir.read_json(os.path.join(run_dir, "config.json"))
   abstract = nnx.eval_shape(lambda: skeleton(info))
   graphdef, abstract_params = nnx.split(abstract)

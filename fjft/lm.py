@@ -75,3 +75,30 @@ def load_lm(name_or_path: str, **runtime) -> LM:
   graphdef, params = nnx.split(model)
   return LM(family, cfg, graphdef, params, tokenizer, os.path.abspath(path))
 
+
+
+def load_run(run_dir: str) -> LM:
+  """The best checkpoint of a fine-tuned decoder run (fjft.lm_runner), ready to run.
+
+  Needs only the run directory: the architecture comes from its model.json, the
+  tokenizer from its tokenizer/ folder, the weights from checkpoints/best.
+  """
+  import json
+
+  from fjft.checkpoint import abstract_like, restore_best_params
+  from fjft.errors import CheckpointError
+  path = os.path.join(run_dir, "model.json")
+  if not os.path.isfile(path):
+    raise CheckpointError(f"{run_dir}: not a run directory (no model.json)")
+  with open(path) as f:
+    info = json.load(f)
+  if info.get("task") != "lm":
+    raise FjftError(f"{run_dir}: a classification run, not a decoder run; use fjft.predict")
+  family = importlib.import_module(info["family"])
+  cfg = family.Config.from_hf(info["hf_config"], **info.get("runtime", {}))
+  graphdef, abstract = nnx.split(nnx.eval_shape(lambda: family.Model(cfg, rngs=nnx.Rngs(0))))
+  import jax
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract)
+  _, params = restore_best_params(run_dir, abstract_like(target))
+  tokenizer = Tokenizer.from_dir(os.path.join(run_dir, "tokenizer"))
+  return LM(family, cfg, graphdef, params, tokenizer, os.path.abspath(run_dir))

@@ -55,7 +55,9 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
           for name in ("train", "dev", "test")}
   rundir.write_json(os.path.join(run_dir, "model.json"), {
       "task": "lm", "family": lm.family.__name__, "hf_config": lm.cfg.to_hf(),
-      "source": lm.source, "compute_dtype": config.model.compute_dtype})
+      "source": lm.source, "compute_dtype": config.model.compute_dtype,
+      # the parameter layout depends on these (scanned layers are stacked)
+      "runtime": {"scan_layers": config.model.scan_layers, "remat": config.model.remat}})
 
   graphdef = lm.graphdef
   shardings = mesh_lib.shardings_for(nnx.get_partition_spec(lm.params), mesh, rules)

@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -9,6 +11,7 @@ from fjft import config as config_lib
 from fjft import lm_runner
 from fjft.defaults import lm_config
 from fjft.errors import DataError
+from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +59,16 @@ def _config(model_dir, data_path, **fields):
   return c
 
 
-def test_short_sft_run_lowers_dev_loss(tiny_llama_dir, tmp_path):
-  data = tmp_path / "chats.jsonl"
+@pytest.fixture(scope="module")
+def sft_run(tiny_llama_dir, tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("sft")
+  data = tmp / "chats.jsonl"
   _chats(data, 120)
-  results = lm_runner.run(_config(tiny_llama_dir, data), str(tmp_path / "runs"), say=lambda *_: None)
+  return lm_runner.run(_config(tiny_llama_dir, data), str(tmp / "runs"), say=lambda *_: None)
+
+
+def test_short_sft_run_lowers_dev_loss(sft_run):
+  results = sft_run
   assert results["dev"]["loss"] < 0.8 * results["baseline"]["dev"]["loss"]
   assert results["test"]["perplexity"] < results["baseline"]["test"]["perplexity"]
   run = results["run_dir"]
@@ -135,3 +144,38 @@ def test_parallel_files_must_align(tiny_llama_dir, tmp_path):
       "data.format": "parallel", "data.source_suffix": ".spa", "data.target_suffix": ".eng"})
   with pytest.raises(DataError, match=r"pairs.spa has 20 lines but .*pairs.eng has 21"):
     lm_runner.run(c, str(tmp_path / "runs"), say=lambda *_: None)
+
+
+def test_generate_and_export_from_the_run(sft_run, tiny_llama_dir, tmp_path):
+  import numpy as np
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  from flax import nnx
+  from fjft.lm import load_run
+  run = sft_run["run_dir"]
+  prompts = tmp_path / "prompts.jsonl"
+  prompts.write_text(json.dumps({"prompt": "question 7 about my loan"}) + "\n")
+  for source in (f"--run={run}", f"--model={tiny_llama_dir}"):
+    out = tmp_path / "out.jsonl"
+    r = subprocess.run([sys.executable, "-m", "fjft.generate", source, f"--input={prompts}",
+                        f"--output={out}", "--max_new_tokens=12"], capture_output=True,
+                       text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    line = json.loads(out.read_text().splitlines()[0])
+    assert line["new_tokens"] > 0
+  # the run loads its best checkpoint, not the pretrained weights it started from
+  from fjft.lm import load_lm
+  tuned = load_run(run).params["embed_tokens"]["embedding"][...]
+  start = load_lm(tiny_llama_dir).params["embed_tokens"]["embedding"][...]
+  assert float(np.abs(np.asarray(tuned) - np.asarray(start)).max()) > 1e-3
+  hf_dir = tmp_path / "hf"
+  r = subprocess.run([sys.executable, "-m", "fjft.export", f"--run={run}", f"--out={hf_dir}"],
+                     capture_output=True, text=True, cwd=REPO)
+  assert r.returncode == 0, r.stderr
+  hf = transformers.AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
+  lm = load_run(run)
+  ids = np.array([[1, 17, 301, 4000, 25, 9]], np.int32)
+  ours, _ = nnx.merge(lm.graphdef, lm.params)(ids, np.arange(6, dtype=np.int32)[None])
+  with torch.no_grad():
+    theirs = hf(torch.as_tensor(ids, dtype=torch.long)).logits.numpy()
+  np.testing.assert_allclose(np.asarray(ours), theirs, atol=1e-3)
