@@ -24,6 +24,7 @@ def get_config(arg=None):
   c.data.target_suffix = ".eng"
   c.data.prompt_template = "Translate this Spanish sentence into English:\n{source}"
   c.data.max_length = 256
+  c.data.on_bad_row = "skip"   # a few pairs are whole paragraphs, longer than a row: counted
   c.data.dev_fraction = 0.02
   c.data.test_fraction = 0.03
   c.train.steps = a.steps

@@ -118,7 +118,7 @@ def compare_params(a, b, exact: bool) -> tuple[list[str], float]:
 
 def reproduce(run: str, workdir: str, say=print) -> bool:
   """Re-runs `run` from its config.json; True when it matches."""
-  from fjft import infer, runner  # heavy: jax, flax, orbax
+  from fjft import run as run_lib  # heavy: jax, flax, orbax
 
   orig_dir = find_run(run, workdir)
   if not rundir.is_finished(orig_dir):
@@ -139,14 +139,14 @@ def reproduce(run: str, workdir: str, say=print) -> bool:
   repro_root = os.path.join(workdir, rundir.REPRODUCTIONS)
   if os.path.abspath(rundir.run_dir_for(config, repro_root)) == os.path.abspath(orig_dir):
     raise FjftError(f"{orig_dir} is itself a reproduction; reproduce the original run")
-  runner.run(config, repro_root, rerun=True, say=say)
+  run_lib.run(config, repro_root, rerun=True, say=say)
   new_dir = rundir.run_dir_for(config, repro_root)
 
   a = rundir.read_json(rundir.results_path(orig_dir))
   b = rundir.read_json(rundir.results_path(new_dir))
   metric_diffs = compare_metrics(a, b, exact)
-  param_diffs, worst = compare_params(infer.load_run(orig_dir).params,
-                                      infer.load_run(new_dir).params, exact)
+  param_diffs, worst = compare_params(run_lib.best_params(orig_dir),
+                                      run_lib.best_params(new_dir), exact)
   match = not metric_diffs and not param_diffs
   report = {"original": os.path.abspath(orig_dir), "reproduction": os.path.abspath(new_dir),
             "exact_expected": exact, "tolerance": None if exact else TOLERANCE,

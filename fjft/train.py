@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from fjft import cli, runner
+from fjft import cli, run
 from fjft.errors import exit_on_user_error
 
 cli.define_config_flag()
@@ -15,11 +15,7 @@ flags.DEFINE_bool("rerun", False, "Train again even if this config's run already
 def main(argv):
   cli.begin(argv)
   config = cli.load_config_from_flags()
-  if config.get("task") == "lm":
-    from fjft import lm_runner  # decoders: imported only for LM runs
-    lm_runner.run(config, flags.FLAGS.workdir, rerun=flags.FLAGS.rerun)
-  else:
-    runner.run(config, flags.FLAGS.workdir, rerun=flags.FLAGS.rerun)
+  run.run(config, flags.FLAGS.workdir, rerun=flags.FLAGS.rerun)
 
 
 if __name__ == "__main__":
