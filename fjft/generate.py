@@ -6,7 +6,9 @@ Writes one line per prompt: {"prompt" or "messages": ..., "text": <generated tex
 "new_tokens": n, "stopped": bool}. Input lines are {"prompt": "..."} or {"messages":
 [{"role": ..., "content": ...}, ...]}; the model's chat template is applied when it has
 one (--nochat_template sends prompts as raw text). Greedy when --temperature=0.
-`--model` runs a pretrained model zero-shot, before any fine-tuning.
+`--model` runs a pretrained model zero-shot, before any fine-tuning. With
+--metrics=bleu,chrf,rougeL every input line also holds a "reference" text, and the scores
+of the generations against the references are printed and written to <output>.metrics.json.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ if __name__ == "__main__":
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
   flags.DEFINE_integer("batch_size", 8, "Prompts generated together.")
   flags.DEFINE_bool("chat_template", True, "Apply the model's chat template when it has one.")
+  flags.DEFINE_list("metrics", [], "Score the generations against each input line's "
+                    "\"reference\": any of bleu, chrf, rougeL.")
 
 
 def read_prompts(path: str) -> list[tuple[str, dict]]:
@@ -58,6 +62,15 @@ def read_prompts(path: str) -> list[tuple[str, dict]]:
       out.append((where, rec))
   if not out:
     raise DataError(f"{path}: no prompts")
+  return out
+
+
+def _references(records: list[tuple[str, dict]]) -> list[str]:
+  out = []
+  for where, rec in records:
+    if not isinstance(rec.get("reference"), str):
+      raise DataError(f"{where}: --metrics needs a \"reference\" string on every input line")
+    out.append(rec["reference"].strip())
   return out
 
 
@@ -121,10 +134,20 @@ def main(argv):
   records = ([("--prompt", {"prompt": f.prompt})] if f.prompt else read_prompts(f.input))
   sampling = decoding.SamplingConfig(max_new_tokens=f.max_new_tokens, temperature=f.temperature,
                                      top_k=f.top_k, top_p=f.top_p, seed=f.seed)
+  references = _references(records) if f.metrics else None
   results = generate_records(lm, records, sampling, f.batch_size, f.chat_template)
   with open(f.output, "w", encoding="utf-8") as out:
     for r in results:
       out.write(json.dumps(r, ensure_ascii=False) + "\n")
+  if references is not None:
+    from fjft.tasks import gen_metrics
+    try:
+      scores = gen_metrics.score(f.metrics, [r["text"].strip() for r in results], references)
+    except ValueError as e:
+      raise FjftError(f"--metrics: {e}") from None
+    with open(f.output + ".metrics.json", "w") as out:
+      json.dump(dict(scores, examples=len(references), source=lm.source), out, indent=2)
+    print(" ".join(f"{k}={v:.2f}" for k, v in scores.items()) + f" ({len(references)} examples)")
   if f.prompt:
     print(results[0]["text"])
   print(f"wrote {len(results)} generations to {f.output} ({lm.source}, "

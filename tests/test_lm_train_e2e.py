@@ -154,15 +154,23 @@ def test_generate_and_export_from_the_run(sft_run, tiny_llama_dir, tmp_path):
   from fjft.lm import load_run
   run = sft_run["run_dir"]
   prompts = tmp_path / "prompts.jsonl"
-  prompts.write_text(json.dumps({"prompt": "question 7 about my loan"}) + "\n")
+  prompts.write_text(json.dumps({"prompt": "question 7 about my loan",
+                                 "reference": "Here is how your loan works"}) + "\n")
   for source in (f"--run={run}", f"--model={tiny_llama_dir}"):
     out = tmp_path / "out.jsonl"
     r = subprocess.run([sys.executable, "-m", "fjft.generate", source, f"--input={prompts}",
-                        f"--output={out}", "--max_new_tokens=12"], capture_output=True,
-                       text=True, cwd=REPO)
+                        f"--output={out}", "--max_new_tokens=12", "--metrics=bleu,rougeL"],
+                       capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     line = json.loads(out.read_text().splitlines()[0])
     assert line["new_tokens"] > 0
+    scores = json.loads((tmp_path / "out.jsonl.metrics.json").read_text())
+    assert scores["examples"] == 1 and 0 <= scores["bleu"] <= 100 and 0 <= scores["rougeL"] <= 100
+  prompts.write_text(json.dumps({"prompt": "no reference here"}) + "\n")
+  r = subprocess.run([sys.executable, "-m", "fjft.generate", f"--run={run}", f"--input={prompts}",
+                      f"--output={out}", "--metrics=bleu"], capture_output=True, text=True, cwd=REPO)
+  assert r.returncode != 0 and "Traceback" not in r.stderr
+  assert f"{prompts}:1: --metrics needs a \"reference\"" in r.stderr
   # the run loads its best checkpoint, not the pretrained weights it started from
   from fjft.lm import load_lm
   tuned = load_run(run).params["embed_tokens"]["embedding"][...]
