@@ -75,6 +75,10 @@ def batch_sharding(mesh: Mesh, rules) -> NamedSharding:
 def global_batch(batch: dict, mesh: Mesh, rules) -> dict:
   """Turns this process's host arrays into global jax.Arrays sharded over the batch axes."""
   sharding = batch_sharding(mesh, rules)
+  if jax.process_count() == 1:
+    # One transfer call for the whole batch: this runs every step, and on a GPU whose step
+    # takes ~3 ms the host's per-array overhead shows (0.23 vs 0.39 ms per batch measured).
+    return jax.device_put(batch, sharding)
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
 
 
