@@ -2,11 +2,15 @@
 
   python -m fjft.train --config=experiments/translate_es_en.py --workdir=runs
 
-Data: ../shared/data/tatoeba_eng_spa/test.{spa,eng} (16,583 aligned lines). A hashed 3% of
-the pairs (about 500) is `test` and never trains; a hashed 2% of the rest is `dev`. Each
+Data: ../shared/data/tatoeba_eng_spa/test.{spa,eng} (16,583 aligned lines). A hashed 2% of
+the pairs (about 330) is `test` and never trains; a hashed 1% of the rest is `dev`. Each
 pair is a one-turn chat: the user asks for the translation, the assistant's reply (the
-English line) trains. BLEU and chrF are scored on the first 200 dev and test pairs, greedy,
+English line) trains. BLEU and chrF are scored on the first 100 dev and test pairs, greedy,
 for the fine-tuned model and for the same model zero-shot (the baseline).
+
+Reached (2 CPU cores, alone): test BLEU 20.85 and chrF 37.17 vs 3.43 and 21.08 zero-shot
+(dev BLEU 22.07 vs 4.39), test perplexity 3.48 vs 7.72; 26.0 min wall. On the 30 sentences
+of experiments/data/translation_other_domains: BLEU 48.8 / chrF 61.7 vs 14.0 / 33.4 zero-shot.
 """
 
 from fjft import config as config_lib
@@ -14,7 +18,7 @@ from fjft.defaults import lm_config
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, {"steps": 100, "lr": 1e-4})
+  a = config_lib.parse_arg(arg, {"steps": 60, "lr": 1e-4})
   c = lm_config()
   c.name = "translate-es-en"
   c.model.name = "smollm2-135m-instruct"
@@ -25,14 +29,14 @@ def get_config(arg=None):
   c.data.prompt_template = "Translate this Spanish sentence into English:\n{source}"
   c.data.max_length = 256
   c.data.on_bad_row = "skip"   # a few pairs are whole paragraphs, longer than a row: counted
-  c.data.dev_fraction = 0.02
-  c.data.test_fraction = 0.03
+  c.data.dev_fraction = 0.01
+  c.data.test_fraction = 0.02
   c.train.steps = a.steps
   c.train.batch_size = 8
-  c.train.eval_every = 50
-  c.train.checkpoint_every = 50
+  c.train.eval_every = 30
+  c.train.checkpoint_every = 30
   c.train.log_every = 5
-  c.eval.generate = 200
+  c.eval.generate = 100
   c.eval.metrics = "bleu,chrf"
   c.eval.max_new_tokens = 48
   c.optim.lr = a.lr
