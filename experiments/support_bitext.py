@@ -3,10 +3,10 @@
   python -m fjft.train --config=experiments/support_bitext.py --workdir=runs
 
 Data: ../shared/data/bitext_support/train.csv (4,514 rows; `instruction` is the customer's
-request, `response` the agent's reply). A hashed 5% (about 225 rows) is `test` and never
+request, `response` the agent's reply). A hashed 3% (about 135 rows) is `test` and never
 trains; a hashed 2% of the rest is `dev`. Each row is a one-turn chat whose assistant reply
-trains. ROUGE-L is scored on the first 100 dev and test requests, greedy, for the
-fine-tuned model and for the same model zero-shot (the baseline).
+trains. ROUGE-L is scored on the first 50 dev and test requests (up to 128 new tokens,
+greedy) for the fine-tuned model and for the same model zero-shot (the baseline).
 """
 
 from fjft import config as config_lib
@@ -14,7 +14,7 @@ from fjft.defaults import lm_config
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, {"steps": 100, "lr": 1e-4})
+  a = config_lib.parse_arg(arg, {"steps": 50, "lr": 1e-4})
   c = lm_config()
   c.name = "support-bitext"
   c.model.name = "smollm2-135m-instruct"
@@ -24,14 +24,14 @@ def get_config(arg=None):
   c.data.response_column = "response"
   c.data.max_length = 512
   c.data.dev_fraction = 0.02
-  c.data.test_fraction = 0.05
+  c.data.test_fraction = 0.03
   c.train.steps = a.steps
   c.train.batch_size = 4
-  c.train.eval_every = 50
-  c.train.checkpoint_every = 50
+  c.train.eval_every = 25
+  c.train.checkpoint_every = 25
   c.train.log_every = 5
-  c.eval.generate = 100
+  c.eval.generate = 50
   c.eval.metrics = "rougeL"
-  c.eval.max_new_tokens = 160
+  c.eval.max_new_tokens = 128
   c.optim.lr = a.lr
   return c
