@@ -23,6 +23,7 @@ def get_config(arg=None):
   c.data.prompt_column = "instruction"
   c.data.response_column = "response"
   c.data.max_length = 512
+  c.data.on_bad_row = "skip"   # a reply or two run past 512 tokens: skipped and counted
   c.data.dev_fraction = 0.02
   c.data.test_fraction = 0.03
   c.train.steps = a.steps
