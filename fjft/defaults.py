@@ -65,21 +65,7 @@ def classify_config() -> ml_collections.ConfigDict:
   c.baseline.ngram_max = 2            # TF-IDF word n-grams 1..ngram_max
   c.baseline.C = 10.0                 # inverse regularisation of the logistic regression
 
-  # Mesh axes: -1 takes the devices left over. One CPU is a mesh of one.
-  c.mesh = ml_collections.ConfigDict()
-  c.mesh.data = -1
-  c.mesh.fsdp = 1
-  c.mesh.tensor = 1
-  # Logical parameter/activation axis -> mesh axes ("" = replicated).
-  c.sharding_rules = ml_collections.ConfigDict()
-  c.sharding_rules.batch = "data,fsdp"
-  c.sharding_rules.vocab = "tensor"
-  c.sharding_rules.embed = "fsdp"
-  c.sharding_rules.heads = "tensor"
-  c.sharding_rules.mlp = "tensor"
-  c.sharding_rules.position = ""
-  c.sharding_rules.types = ""
-  c.sharding_rules.labels = ""
+  add_mesh(c, types="", labels="")
   return c
 
 
@@ -153,17 +139,18 @@ def lm_config() -> ml_collections.ConfigDict:
   c.optim.b2 = 0.95
   c.optim.eps = 1e-8
 
+  add_mesh(c, kv_heads="tensor", layers="")
+  return c
+
+
+def add_mesh(c: ml_collections.ConfigDict, **model_rules: str) -> None:
+  """The mesh and the sharding rules every run has, plus a model's own logical axes."""
+  # Mesh axes: -1 takes the devices left over. One CPU is a mesh of one.
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1
   c.mesh.fsdp = 1
   c.mesh.tensor = 1
-  c.sharding_rules = ml_collections.ConfigDict()
-  c.sharding_rules.batch = "data,fsdp"
-  c.sharding_rules.vocab = "tensor"
-  c.sharding_rules.embed = "fsdp"
-  c.sharding_rules.heads = "tensor"
-  c.sharding_rules.kv_heads = "tensor"
-  c.sharding_rules.mlp = "tensor"
-  c.sharding_rules.layers = ""
-  c.sharding_rules.position = ""
-  return c
+  # Logical parameter/activation axis -> mesh axes ("" = replicated).
+  c.sharding_rules = ml_collections.ConfigDict(dict(
+      batch="data,fsdp", vocab="tensor", embed="fsdp", heads="tensor", mlp="tensor",
+      position="", **model_rules))
