@@ -38,6 +38,11 @@ def parse():
   return p.parse_args()
 
 
+from fjft import allocator  # noqa: E402
+
+# fjft's entry points run under jemalloc where the machine has it; both sides here share the
+# process, so both get the same allocator (FJFT_MALLOC=system times glibc's)
+allocator.reexec()
 ARGS = parse()
 if ARGS.device == "cpu":
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -152,8 +157,9 @@ def main():
            else f"{jax.devices()[0].device_kind} / {torch.cuda.get_device_name()}")
   print(f"all-MiniLM-L6-v2 train step, batch {ARGS.batch} x {ARGS.seq} tokens, {where}, "
         f"{ARGS.steps} timed steps after {ARGS.warmup} warm-up")
+  malloc = "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "system malloc"
   print(f"HF transformers {__import__('transformers').__version__} (PyTorch {torch.__version__}),"
-        f" fjft (JAX {jax.__version__})")
+        f" fjft (JAX {jax.__version__}), {malloc}")
   for dtype in ARGS.dtype.split(","):
     hf = time_hf(model_path, ids, mask, labels, dtype)
     print(f"{dtype:16s} HF {'':14s} {hf:9.1f} examples/s")

@@ -19,10 +19,11 @@ import time
 
 from absl import app, flags
 
-from fjft import cli, decoding
+from fjft import allocator, cli, decoding
 from fjft.errors import DataError, FjftError, exit_on_user_error
 
 if __name__ == "__main__":
+  allocator.reexec()  # before anything allocates: see fjft/allocator.py
   flags.DEFINE_string("model", None, "Registered decoder name, .gguf file or HF folder.")
   flags.DEFINE_string("run", None, "A fine-tuned decoder run directory.")
   flags.DEFINE_string("prompt", None, "One prompt.")

@@ -14,7 +14,7 @@ import numpy as np
 
 from absl import app, flags
 
-from fjft import cli, infer
+from fjft import allocator, cli, infer
 from fjft.data.readers import BadRowStats, read_rows
 from fjft.errors import DataError, FjftError, exit_on_user_error
 from fjft.tasks import classify
@@ -75,4 +75,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  allocator.reexec()  # before anything allocates: see fjft/allocator.py
   app.run(main)

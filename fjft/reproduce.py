@@ -18,7 +18,7 @@ import sys
 import numpy as np
 from absl import app, flags
 
-from fjft import cli, rundir
+from fjft import allocator, cli, rundir
 from fjft import config as config_lib
 from fjft.errors import FjftError, exit_on_user_error
 
@@ -175,6 +175,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  allocator.reexec()  # before anything allocates: see fjft/allocator.py
   flags.DEFINE_string("run", None, "Run directory, or its config hash (or a prefix of it).")
   flags.DEFINE_string("workdir", "runs", "Where to look up a hash; the re-run goes to "
                       f"<workdir>/{rundir.REPRODUCTIONS}/.")

@@ -17,10 +17,11 @@ import time
 
 from absl import app, flags
 
-from fjft import cli, sweep_summary, sweeps
+from fjft import allocator, cli, sweep_summary, sweeps
 from fjft.errors import ConfigError, exit_on_user_error
 
 if __name__ == "__main__":
+  allocator.reexec()  # before anything allocates: see fjft/allocator.py
   cli.define_config_flag()
   flags.DEFINE_integer("parallel", 1, "Runs at a time, each in its own process.")
   flags.DEFINE_bool("dry_run", False, "List the runs and their status; run nothing.")

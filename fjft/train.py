@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from fjft import cli, run
+from fjft import allocator, cli, run
 from fjft.errors import exit_on_user_error
 
 cli.define_config_flag()
@@ -19,4 +19,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  allocator.reexec()  # before anything allocates: see fjft/allocator.py
   app.run(main, flags_parser=cli.flags_parser)

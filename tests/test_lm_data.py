@@ -123,7 +123,9 @@ def test_packed_and_unpacked_rows_give_the_same_loss():
   np.testing.assert_allclose(packed, alone, rtol=2e-5)
 
 
-def test_chunked_cross_entropy_matches_full_logits_with_gradients():
+# 21 tokens: 4 a chunk pads the last chunk; None fits all 21 in the logits budget (one pass)
+@pytest.mark.parametrize("chunk_tokens", [4, None])
+def test_chunked_cross_entropy_matches_full_logits_with_gradients(chunk_tokens):
   rng = np.random.default_rng(0)
   hidden = jnp.asarray(rng.normal(size=(3, 7, 16)), jnp.float32)
   head = jnp.asarray(rng.normal(size=(16, 50)), jnp.float32)
@@ -132,7 +134,7 @@ def test_chunked_cross_entropy_matches_full_logits_with_gradients():
 
   def chunked(h, w):
     return lm_loss.cross_entropy(decoder.Features(h, w, None, jnp.float32), targets, weights,
-                                 chunk_tokens=4)[0]  # 21 tokens: the last chunk is padded
+                                 chunk_tokens=chunk_tokens)[0]
 
   def full(h, w):
     logits = h @ w
