@@ -40,8 +40,8 @@ def parse():
 
 from fjft import allocator  # noqa: E402
 
-# fjft's entry points run under jemalloc where the machine has it; both sides here share the
-# process, so both get the same allocator (FJFT_MALLOC=system times glibc's)
+# FJFT_MALLOC=jemalloc times both sides under jemalloc: they share the process, so they
+# always share the allocator
 allocator.reexec()
 ARGS = parse()
 if ARGS.device == "cpu":

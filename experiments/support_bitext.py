@@ -7,6 +7,11 @@ request, `response` the agent's reply). A hashed 3% (about 135 rows) is `test` a
 trains; a hashed 2% of the rest is `dev`. Each row is a one-turn chat whose assistant reply
 trains. ROUGE-L is scored on the first 50 dev and test requests (up to 128 new tokens,
 greedy) for the fine-tuned model and for the same model zero-shot (the baseline).
+
+Reached (2 CPU cores, alone, under jemalloc): test ROUGE-L 32.96 vs 14.82 zero-shot (dev
+33.23 vs 16.16), test perplexity 2.91 vs 6.78; 24.4 min wall, the command from
+start to summary, of which the four generation passes (baseline dev and test, dev at step 30,
+test) take about 4 min each.
 """
 
 from fjft import config as config_lib
@@ -14,7 +19,7 @@ from fjft.defaults import lm_config
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, {"steps": 50, "lr": 1e-4})
+  a = config_lib.parse_arg(arg, {"steps": 30, "lr": 1e-4})
   c = lm_config()
   c.name = "support-bitext"
   c.model.name = "smollm2-135m-instruct"
@@ -28,8 +33,9 @@ def get_config(arg=None):
   c.data.test_fraction = 0.03
   c.train.steps = a.steps
   c.train.batch_size = 4
-  c.train.eval_every = 25
-  c.train.checkpoint_every = 25
+  # one evaluation, at the end: each generates 50 replies, about 4 min on 2 cores
+  c.train.eval_every = 30
+  c.train.checkpoint_every = 30
   c.train.log_every = 5
   c.eval.generate = 50
   c.eval.metrics = "rougeL"

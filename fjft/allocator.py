@@ -1,4 +1,4 @@
-"""Runs the entry points under jemalloc when the machine has it (Linux, CPU speed).
+"""FJFT_MALLOC=jemalloc runs the entry points under jemalloc (Linux, CPU speed).
 
 XLA:CPU allocates each step's temporaries afresh. glibc's malloc hands buffers over 32 MB
 back to the kernel on free and maps them again on the next step, so every step pays page
@@ -6,12 +6,14 @@ faults and the kernel's zeroing of gigabytes: measured on 2 cores, about 15% of 
 train step's cycles went to the kernel's page-fault path. jemalloc configured to keep
 freed pages (`retain`, no decay) reuses them instead; measured there: MiniLM train step
 21.9 -> 27.6 examples/s (PyTorch 25.9 -> 28.0 under the same setting), SmolLM2 8 x 256
-gradient 17.0 -> 15.3 s. The price is that the process keeps its peak memory.
+step 17.5 -> 15.6 s.
+
+It is opt-in because the process never gives memory back: a SmolLM2 support-reply run
+(training plus generation at many shapes) grew to 17.7 GB resident under it.
 
 A preloaded allocator must be in place before the interpreter starts, so `reexec()`
-restarts the command once with LD_PRELOAD set. FJFT_MALLOC=system turns this off;
-FJFT_JEMALLOC=<path> names the library when it is not on the loader's path. Install it
-with `apt-get install libjemalloc2` (Debian/Ubuntu).
+restarts the command once with LD_PRELOAD set. FJFT_JEMALLOC=<path> names the library when
+it is not on the loader's path. Install it with `apt-get install libjemalloc2`.
 """
 
 from __future__ import annotations
@@ -36,9 +38,8 @@ def find_jemalloc(environ: Mapping[str, str]) -> str | None:
 def preload_env(environ: Mapping[str, str], library: str | None,
                 platform: str = sys.platform) -> dict[str, str] | None:
   """The environment to restart under with jemalloc preloaded, or None to go on as is."""
-  if (not platform.startswith("linux") or library is None
-      or environ.get("FJFT_MALLOC", "auto") == "system"
-      or "jemalloc" in environ.get("LD_PRELOAD", "")):
+  if (environ.get("FJFT_MALLOC", "system") != "jemalloc" or not platform.startswith("linux")
+      or library is None or "jemalloc" in environ.get("LD_PRELOAD", "")):
     return None
   env = dict(environ)
   env["LD_PRELOAD"] = " ".join(p for p in (library, environ.get("LD_PRELOAD", "")) if p)

@@ -112,6 +112,16 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
 
   baseline = _baseline(run_dir, params, evaluate, samples, say)
 
+  # Each dev evaluation of this process's training, with what it generated: the best
+  # checkpoint holds the very params of one of them, so its dev scores and replies need not
+  # be generated again at the end (minutes on a CPU).
+  dev_evaluations: list[tuple[dict, list | None]] = []
+
+  def evaluate_dev(params):
+    out = evaluate(params, "dev")
+    dev_evaluations.append((out, samples.get("dev")))
+    return out
+
   optimizer = optim.make_optimizer(config.optim, config.train.steps)
   lr_at = optim.schedule(config.optim, config.train.steps)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
@@ -139,16 +149,17 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   try:
     result = train_loop(
         state=state, train_step=train_step, batch_at=lambda s: to_device(batches.batch(s)),
-        data_position=batches.position, evaluate=evaluate, checkpoints=checkpoints,
+        data_position=batches.position, evaluate=evaluate_dev, checkpoints=checkpoints,
         logger=logger, train_cfg=config.train, lr_at=lr_at, loop_state=loop_state)
     if result.interrupted:
       raise SystemExit(130)
     best_step, best_params = restore_best_params(run_dir, abstract_like(result.state.params))
+    dev = _evaluated_at(best_step, result.loop_state.history, dev_evaluations, samples)
     results = {
         "config_hash": config_lib.config_hash(config),
         "step": int(jax.device_get(result.state.step)),
         "best_step": best_step,
-        "dev": evaluate(best_params, "dev"),
+        "dev": dev if dev is not None else evaluate(best_params, "dev"),
         "test": evaluate(best_params, "test"),
         "baseline": baseline,
         "history": result.loop_state.history,
@@ -169,6 +180,22 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
     checkpoints.close()
   say(summary(config, results, results_file))
   return results
+
+
+def _evaluated_at(step: int, history: list, evaluations: list, samples: dict) -> dict | None:
+  """The dev scores of `step` if this process evaluated it (and its replies into `samples`),
+  else None. history holds every evaluation's scores by step, resumed ones included;
+  `evaluations` this process's, in order, so a match of scores finds its replies."""
+  at = next((h for h in history if h["step"] == step), None)
+  if at is None:
+    return None
+  scores = {k: v for k, v in at.items() if k != "step"}
+  for out, replies in evaluations:
+    if {k: float(v) for k, v in out.items()} == scores:
+      if replies is not None:
+        samples["dev"] = replies
+      return out
+  return None
 
 
 def _baseline(run_dir: str, params, evaluate, samples: dict, say) -> dict:

@@ -13,7 +13,7 @@ LIB = "libjemalloc.so.2"
 
 
 def test_preloads_jemalloc_with_page_retention():
-  env = allocator.preload_env({"PATH": "/bin"}, LIB, "linux")
+  env = allocator.preload_env({"PATH": "/bin", "FJFT_MALLOC": "jemalloc"}, LIB, "linux")
   assert env["LD_PRELOAD"] == LIB
   assert env["MALLOC_CONF"] == allocator.MALLOC_CONF
   assert env["PATH"] == "/bin"
@@ -21,17 +21,18 @@ def test_preloads_jemalloc_with_page_retention():
 
 
 def test_keeps_what_the_user_set():
-  env = allocator.preload_env({"LD_PRELOAD": "libfoo.so", "MALLOC_CONF": "narenas:1"}, LIB,
-                              "linux")
+  env = allocator.preload_env({"LD_PRELOAD": "libfoo.so", "MALLOC_CONF": "narenas:1",
+                               "FJFT_MALLOC": "jemalloc"}, LIB, "linux")
   assert env["LD_PRELOAD"] == f"{LIB} libfoo.so"
   assert env["MALLOC_CONF"] == "narenas:1"
 
 
 @pytest.mark.parametrize("environ,library,platform", [
-    ({"FJFT_MALLOC": "system"}, LIB, "linux"),          # turned off
-    ({"LD_PRELOAD": "/x/libjemalloc.so.2"}, LIB, "linux"),  # already under jemalloc
-    ({}, None, "linux"),                                 # not installed
-    ({}, LIB, "darwin"),                                 # LD_PRELOAD is Linux's
+    ({}, LIB, "linux"),                                  # not asked for: the default
+    ({"FJFT_MALLOC": "system"}, LIB, "linux"),
+    ({"FJFT_MALLOC": "jemalloc", "LD_PRELOAD": "/x/libjemalloc.so.2"}, LIB, "linux"),  # already
+    ({"FJFT_MALLOC": "jemalloc"}, None, "linux"),        # not installed
+    ({"FJFT_MALLOC": "jemalloc"}, LIB, "darwin"),        # LD_PRELOAD is Linux's
 ])
 def test_goes_on_as_is(environ, library, platform):
   assert allocator.preload_env(environ, library, platform) is None
@@ -55,7 +56,8 @@ def test_reexec_runs_the_command_again_under_jemalloc(tmp_path):
       "allocator.reexec()\n"
       "maps = open('/proc/self/maps').read()\n"
       "print('jemalloc' in maps, sys.argv[1:])\n")
-  env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "FJFT_MALLOC")}
+  env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+  env["FJFT_MALLOC"] = "jemalloc"
   out = subprocess.run([sys.executable, str(script), "--flag=1"], env=env, capture_output=True,
                        text=True, check=True).stdout.split("\n")
   # printed once before the restart and once after it, arguments kept
