@@ -9,8 +9,9 @@ regression, best dev 0.9357 at step 1500; 22.0 min wall on the 2 cores shared wi
 (17.8 min alone, measured with the slower train step before the 16-bit dropout change).
 On 80 reviews from other domains (experiments/data/sentiment_other_domains) that model scores
 0.900 accuracy, against 0.775 for TF-IDF + logistic regression trained on the same SST-2 data.
-Full recipe: test accuracy 0.8945 (best dev 0.9493 at step 6000), 103 min on 2 CPU cores shared
-with other work.
+Full recipe: at 6000 steps it reached test accuracy 0.8945 (best dev 0.9493 at its last
+evaluation, still rising; 103 min on 2 CPU cores shared with other work), short of the 0.90
+aimed at. It is now 12000 steps (about 2 h alone on 2 cores); that run is not finished yet.
 """
 
 from fjft import config as config_lib
@@ -20,8 +21,9 @@ from fjft.defaults import classify_config
 RECIPES = {
     # measured: 17.8 min wall on the 2-core machine (see the docstring)
     "cpu": dict(steps=1500, batch_size=32, eval_every=500),
-    # 4x the cpu recipe: about 3 epochs of the 60k training phrases, the usual GLUE budget
-    "full": dict(steps=6000, batch_size=32, eval_every=1000),
+    # 8x the cpu recipe: about 6 epochs of the 60k training phrases (3 epochs, 6000 steps,
+    # reached test 0.8945 with dev accuracy still rising at its last evaluation)
+    "full": dict(steps=12000, batch_size=32, eval_every=1000),
 }
 
 
