@@ -18,7 +18,7 @@ import time
 
 from fjft import allocator
 
-allocator.reexec()  # as fjft's entry points; both sides share the process and the allocator
+allocator.reexec()  # FJFT_MALLOC=jemalloc: both sides share the process, so the allocator
 
 
 def parse():

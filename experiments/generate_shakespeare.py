@@ -6,7 +6,7 @@ Data: ../shared/data/tiny_shakespeare/input.txt, one token stream cut into rows 
 tokens; its last 10% of lines is `test` and the 5% before that `dev`, so everything scored
 comes after everything trained on. The baseline is the pretrained model zero-shot.
 
-Reached (2 CPU cores, alone, under jemalloc): test perplexity 29.57 vs 43.83 zero-shot
+Reached (2 CPU cores, alone, FJFT_MALLOC=jemalloc): test perplexity 29.57 vs 43.83 zero-shot
 (-32.5%), dev 32.68 vs 49.35 (-33.8%; 33.91 at step 30); 21.7 min wall, the command from
 start to summary. The train step (8 x 256 tokens, float32) took about 14 s. (The earlier
 100-step recipe reached test 29.15 but needed about 35 min alone with the slower step.)

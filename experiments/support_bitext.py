@@ -8,7 +8,7 @@ trains; a hashed 2% of the rest is `dev`. Each row is a one-turn chat whose assi
 trains. ROUGE-L is scored on the first 50 dev and test requests (up to 128 new tokens,
 greedy) for the fine-tuned model and for the same model zero-shot (the baseline).
 
-Reached (2 CPU cores, alone, under jemalloc): test ROUGE-L 32.96 vs 14.82 zero-shot (dev
+Reached (2 CPU cores, alone, FJFT_MALLOC=jemalloc): test ROUGE-L 32.96 vs 14.82 zero-shot (dev
 33.23 vs 16.16), test perplexity 2.91 vs 6.78; 24.4 min wall, the command from
 start to summary, of which the four generation passes (baseline dev and test, dev at step 30,
 test) take about 4 min each.
