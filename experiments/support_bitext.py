@@ -12,6 +12,7 @@ Reached (2 CPU cores, alone, FJFT_MALLOC=jemalloc): test ROUGE-L 32.96 vs 14.82 
 33.23 vs 16.16), test perplexity 2.91 vs 6.78; 24.4 min wall, the command from
 start to summary, of which the four generation passes (baseline dev and test, dev at step 30,
 test) take about 4 min each.
+Under the default glibc malloc the same run took 19.1 min (test ROUGE-L 32.96).
 """
 
 from fjft import config as config_lib
