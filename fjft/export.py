@@ -1,4 +1,5 @@
-"""Export a run's best model as a Hugging Face directory (config, safetensors, tokenizer)."""
+"""Export a run's best model as a Hugging Face directory (config, safetensors, tokenizer);
+a search embedder as a sentence-transformers folder."""
 
 from __future__ import annotations
 
@@ -43,6 +44,45 @@ def export_hf(run_dir: str, out_dir: str) -> str:
   return out_dir
 
 
+# transformers' bare encoder class for each family (what sentence-transformers loads).
+HF_ENCODER = {"bert": "BertModel", "roberta": "RobertaModel"}
+
+
+def export_sentence_transformers(run_dir: str, out_dir: str) -> str:
+  """Writes a retrieval run's best model as a sentence-transformers folder: the HF encoder
+  (config.json, model.safetensors, tokenizer files) plus modules.json, the pooling config
+  and, when the run normalises, a Normalize module; returns out_dir."""
+  run = infer.load_run(run_dir, "retrieval")
+  info = run.info
+  family = registry.FAMILIES[info["family"]]
+  cfg = family.Config.from_hf(info["hf_config"])
+  tensors = family.to_hf_state_dict(cfg, run.params["encoder"])
+  _write_hf_dir(out_dir, dict(info["hf_config"], architectures=[HF_ENCODER[info["family"]]]),
+                tensors)
+  run.tokenizer.save(out_dir)
+  modules = [
+      {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+      {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+  ]
+  if info["normalize"]:
+    modules.append({"idx": 2, "name": "2", "path": "2_Normalize",
+                    "type": "sentence_transformers.models.Normalize"})
+    os.makedirs(os.path.join(out_dir, "2_Normalize"), exist_ok=True)
+  os.makedirs(os.path.join(out_dir, "1_Pooling"), exist_ok=True)
+  pooling = {"word_embedding_dimension": cfg.hidden_size,
+             "pooling_mode_cls_token": info["pooling"] == "cls",
+             "pooling_mode_mean_tokens": info["pooling"] == "mean",
+             "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False}
+  files = {"modules.json": modules, "1_Pooling/config.json": pooling,
+           # documents were embedded at this length in training and evaluation
+           "sentence_bert_config.json": {"max_seq_length": info["doc_max_length"],
+                                         "do_lower_case": False}}
+  for name, value in files.items():
+    with open(os.path.join(out_dir, name), "w") as f:
+      json.dump(value, f, indent=2)
+  return out_dir
+
+
 # transformers' causal-LM class for each decoder model_type.
 HF_CAUSAL_LM = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
                 "qwen2": "Qwen2ForCausalLM", "gpt2": "GPT2LMHeadModel"}
@@ -71,7 +111,8 @@ def _write_hf_dir(out_dir: str, hf_config: dict, tensors: dict) -> None:
 
 def define_flags():
   # Defined only when run as a main, so importing export_hf defines no flags.
-  flags.DEFINE_string("run", None, "Run directory (a fine-tuned classifier or decoder).")
+  flags.DEFINE_string("run", None, "Run directory (a fine-tuned classifier, decoder or search "
+                      "embedder).")
   flags.DEFINE_string("model", None, "A pretrained decoder: registered name, .gguf file or HF "
                       "folder (e.g. a GGUF converted to the HF format).")
   flags.DEFINE_string("out", None, "Output folder for the Hugging Face model.", required=True)
@@ -87,6 +128,11 @@ def main(argv):
     out = export_lm_hf(f.model, f.out)
     print(f"wrote a Hugging Face model to {out}: "
           f"transformers.AutoModelForCausalLM.from_pretrained({out!r})")
+    return
+  if infer.task_of(f.run) == "retrieval":
+    out = export_sentence_transformers(f.run, f.out)
+    print(f"wrote a sentence-transformers model to {out}: "
+          f"sentence_transformers.SentenceTransformer({out!r})")
     return
   if infer.is_lm_run(f.run):
     out = export_lm_hf(f.run, f.out, run=True)

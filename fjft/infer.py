@@ -16,9 +16,9 @@ from fjft.data import batches as batches_lib
 from fjft.data.clean import normalize_text
 from fjft.errors import FjftError
 from fjft.models import registry
-from fjft.runner import make_apply_fn, predict_probs
+from fjft.runner import make_apply_fn, per_example_outputs
 from fjft.step import make_eval_step
-from fjft.tasks import classify
+from fjft.tasks import classify, retrieval
 from fjft.tokenizer import Tokenizer
 
 
@@ -38,24 +38,40 @@ def skeleton(info: dict) -> nnx.Module:
   family = registry.FAMILIES[info["family"]]
   cfg = family.Config.from_hf(info["hf_config"])
   encoder = family.Model(cfg, rngs=nnx.Rngs(0))
+  if info.get("task") == "retrieval":
+    return retrieval.Embedder(encoder, info["pooling"], info["normalize"])
   return classify.Classifier(encoder, cfg.hidden_size, len(info["labels"]), 0.0, rngs=nnx.Rngs(0))
 
 
-def is_lm_run(run_dir: str) -> bool:
-  """Whether `run_dir` holds a fine-tuned decoder (fjft.lm_runner) rather than a classifier."""
+def task_of(run_dir: str) -> str | None:
+  """"classify", "lm" or "retrieval" for a run directory; None if it has no model.json."""
   info_path = os.path.join(run_dir, "model.json")
-  return os.path.isfile(info_path) and rundir.read_json(info_path).get("task") == "lm"
+  if not os.path.isfile(info_path):
+    return None
+  return rundir.read_json(info_path).get("task", "classify")
 
 
-def load_run(run_dir: str) -> LoadedRun:
+def is_lm_run(run_dir: str) -> bool:
+  """Whether `run_dir` holds a fine-tuned decoder (fjft.lm_runner)."""
+  return task_of(run_dir) == "lm"
+
+
+# What to run on each kind of run directory, for the error when the wrong tool is used.
+TOOLS = {"classify": "python -m fjft.predict", "lm": "python -m fjft.generate",
+         "retrieval": "python -m fjft.embed or python -m fjft.search"}
+
+
+def load_run(run_dir: str, task: str = "classify") -> LoadedRun:
+  """The best checkpoint of an encoder run of `task` ("classify" or "retrieval")."""
   if not os.path.isdir(run_dir):
     raise FjftError(f"--run: {run_dir} is not a run directory")
   info_path = os.path.join(run_dir, "model.json")
   if not os.path.isfile(info_path):
-    raise FjftError(f"--run: {run_dir} has no model.json: is it an fjft classification run?")
+    raise FjftError(f"--run: {run_dir} has no model.json: is it an fjft run directory?")
   info = rundir.read_json(info_path)
-  if info.get("task") == "lm":
-    raise FjftError(f"--run: {run_dir} is a fine-tuned decoder; use python -m fjft.generate")
+  found = info.get("task", "classify")
+  if found != task:
+    raise FjftError(f"--run: {run_dir} is a {found} run, not a {task} run; use {TOOLS[found]}")
   config = rundir.read_json(os.path.join(run_dir, "config.json"))
   abstract = nnx.eval_shape(lambda: skeleton(info))
   graphdef, abstract_params = nnx.split(abstract)
@@ -74,7 +90,7 @@ def predict_texts(run: LoadedRun, texts: list[str], batch_size: int = 64) -> np.
                            run.info["max_length"])
   eval_step = jax.jit(make_eval_step(make_apply_fn(run.graphdef, run.info["compute_dtype"]),
                                      classify.predict_fn))
-  return predict_probs(eval_step, run.params, enc, batch_size, run.info["buckets"],
+  return per_example_outputs(eval_step, run.params, enc, batch_size, run.info["buckets"],
                        run.tokenizer.pad_id)
 
 

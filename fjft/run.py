@@ -4,19 +4,25 @@ from __future__ import annotations
 
 
 def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
-  """Trains (or resumes) `config`'s run: a decoder LM when config.task == "lm" (fjft.lm_runner),
-  else a classifier (fjft.runner). Returns its results."""
-  if config.get("task") == "lm":
+  """Trains (or resumes) `config`'s run: a decoder LM when config.task == "lm"
+  (fjft.lm_runner), a search embedder when "retrieval" (fjft.retrieval_runner), else a
+  classifier (fjft.runner). Returns its results."""
+  task = config.get("task")
+  if task == "lm":
     from fjft import lm_runner  # decoders are imported only for LM runs
     return lm_runner.run(config, workdir, rerun=rerun, say=say)
+  if task == "retrieval":
+    from fjft import retrieval_runner
+    return retrieval_runner.run(config, workdir, rerun=rerun, say=say)
   from fjft import runner
   return runner.run(config, workdir, rerun=rerun, say=say)
 
 
 def best_params(run_dir: str):
-  """The best checkpoint's params of a finished run of either task."""
+  """The best checkpoint's params of a finished run of any task."""
   from fjft import infer
-  if infer.is_lm_run(run_dir):
+  task = infer.task_of(run_dir)
+  if task == "lm":
     from fjft import lm
     return lm.load_run(run_dir).params
-  return infer.load_run(run_dir).params
+  return infer.load_run(run_dir, task or "classify").params

@@ -97,7 +97,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
     return mesh_lib.global_batch(batch, mesh, rules)
 
   def evaluate(params, split="dev"):
-    probs = predict_probs(eval_step, params, encoded[split], config.train.eval_batch_size,
+    probs = per_example_outputs(eval_step, params, encoded[split], config.train.eval_batch_size,
                           config.data.buckets, tokenizer.pad_id, to_device)
     return classify.metrics(encoded[split].labels, probs.argmax(-1), num_labels)
 
@@ -191,17 +191,18 @@ def make_apply_fn(graphdef, compute_dtype: str):
   return apply_fn
 
 
-def predict_probs(eval_step, params, enc, batch_size: int, buckets, pad_id: int,
+def per_example_outputs(eval_step, params, enc, batch_size: int, buckets, pad_id: int,
                   to_device=lambda batch: batch) -> np.ndarray:
-  """Class probabilities for every example of `enc`, in its original order."""
+  """eval_step's row for every example of `enc` (class probabilities, embeddings), as
+  float32 [len(enc), ...] in the examples' original order."""
   if not len(enc):
     raise FjftError("nothing to predict: no examples")
   out = None
   for idx, batch in batches_lib.eval_batches(enc, batch_size, buckets, pad_id):
-    probs = np.asarray(jax.device_get(eval_step(params, to_device(batch))))
+    rows = np.asarray(jax.device_get(eval_step(params, to_device(batch))))
     if out is None:
-      out = np.zeros((len(enc), probs.shape[-1]), np.float32)
-    out[idx] = probs[:len(idx)]
+      out = np.zeros((len(enc),) + rows.shape[1:], np.float32)
+    out[idx] = rows[:len(idx)]
   return out
 
 

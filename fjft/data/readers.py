@@ -74,6 +74,27 @@ def read_rows(path: str, *, text_column: str, label_column: str | None, on_bad_r
   counted in `stats`. A missing file, an unknown extension, or a header without the
   asked-for columns is always a DataError.
   """
+  columns = {text_column: "text_column"}
+  if label_column is not None:
+    columns[label_column] = "label_column"
+  rows = []
+  for where, obj in read_table(path, columns, on_bad_row=on_bad_row, stats=stats):
+    row = _row_from_object(obj, where, text_column, label_column, on_bad_row, stats)
+    if row is not None:
+      rows.append(row)
+  return rows
+
+
+def read_table(path: str, columns: Mapping[str, str], *, on_bad_row: str,
+               stats: BadRowStats, optional: Sequence[str] = ()) -> Iterator[tuple[str, Any]]:
+  """(where, record) for each row of one file that parses: a dict for csv, tsv and parquet
+  rows, whatever JSON value a jsonl line holds (callers check it).
+
+  `columns` maps each column the caller needs to the config field that names it (for the
+  message when a header lacks it); parquet reads only those and the `optional` columns it
+  has. Rows that do not parse
+  (invalid JSON, wrong field count, undecodable bytes) go to bad_row().
+  """
   check_on_bad_row(on_bad_row)
   ext = os.path.splitext(path)[1].lower()
   if ext not in SUPPORTED_EXTENSIONS:
@@ -81,12 +102,11 @@ def read_rows(path: str, *, text_column: str, label_column: str | None, on_bad_r
                     f"supported formats: {_SUPPORTED}")
   if not os.path.isfile(path):
     raise DataError(f"{path}: no such file (supported formats: {_SUPPORTED})")
-  args = dict(text_column=text_column, label_column=label_column, on_bad_row=on_bad_row,
-              stats=stats)
+  args = dict(columns=columns, on_bad_row=on_bad_row, stats=stats)
   if ext in (".jsonl", ".json"):
-    return _read_jsonl(path, **args)
+    return _read_jsonl(path, on_bad_row=on_bad_row, stats=stats)
   if ext == ".parquet":
-    return _read_parquet(path, **args)
+    return _read_parquet(path, optional=optional, **args)
   return _read_delimited(path, delimiter="\t" if ext == ".tsv" else ",", **args)
 
 
@@ -195,8 +215,7 @@ def decoded_lines(path: str, bad_lines: dict[int, str]) -> Iterator[tuple[int, s
           yield number, part.decode("utf-8", errors="replace")
 
 
-def _read_jsonl(path, *, text_column, label_column, on_bad_row, stats) -> list[Row]:
-  rows = []
+def _read_jsonl(path, *, on_bad_row, stats) -> Iterator[tuple[str, Any]]:
   bad_lines: dict[int, str] = {}
   seen_content = False
   for number, line in decoded_lines(path, bad_lines):
@@ -217,28 +236,22 @@ def _read_jsonl(path, *, text_column, label_column, on_bad_row, stats) -> list[R
       bad_row(where, "invalid JSON", f"invalid JSON ({e.msg})", on_bad_row=on_bad_row,
               stats=stats)
       continue
-    row = _row_from_object(obj, where, text_column, label_column, on_bad_row, stats)
-    if row is not None:
-      rows.append(row)
-  return rows
+    yield where, obj
 
 
-def _check_columns(where: str, columns: Sequence[str], text_column: str,
-                   label_column: str | None) -> None:
-  for column, field in ((text_column, "text_column"), (label_column, "label_column")):
-    if column is not None and column not in columns:
-      raise DataError(f"{where}: no column {column!r} (columns found: {', '.join(columns)}); "
+def _check_columns(where: str, found: Sequence[str], columns: Mapping[str, str]) -> None:
+  for column, field in columns.items():
+    if column not in found:
+      raise DataError(f"{where}: no column {column!r} (columns found: {', '.join(found)}); "
                       f"set data.{field} to one of them")
 
 
-def _read_delimited(path, *, delimiter, text_column, label_column, on_bad_row,
-                    stats) -> list[Row]:
+def _read_delimited(path, *, delimiter, columns, on_bad_row, stats) -> Iterator[tuple[str, Any]]:
   bad_lines: dict[int, str] = {}
   lines = (line for _, line in decoded_lines(path, bad_lines))
   # reader.line_num counts the physical lines consumed, so a record's first line is known.
   reader = csv.reader(lines, delimiter=delimiter)
   header = None
-  rows = []
   while True:
     start = reader.line_num + 1
     try:
@@ -258,9 +271,7 @@ def _read_delimited(path, *, delimiter, text_column, label_column, on_bad_row,
       if undecodable:
         raise DataError(f"{where}: {undecodable} in the header")
       header = [c.strip() for c in record]
-      _check_columns(where, header, text_column, label_column)
-      text_index = header.index(text_column)
-      label_index = header.index(label_column) if label_column is not None else None
+      _check_columns(where, header, columns)
       continue
     if undecodable:
       bad_row(where, "undecodable bytes", undecodable, on_bad_row=on_bad_row, stats=stats)
@@ -271,33 +282,24 @@ def _read_delimited(path, *, delimiter, text_column, label_column, on_bad_row,
               f"wrong number of fields (expected {len(header)}, got {len(record)}{spans})",
               on_bad_row=on_bad_row, stats=stats)
       continue
-    label = record[label_index] if label_index is not None else None
-    rows.append(Row(text=record[text_index], label=label, where=where))
+    yield where, dict(zip(header, record))
   if header is None:
     raise DataError(f"{path}: the file is empty (expected a header line naming the columns)")
-  return rows
 
 
-def _read_parquet(path, *, text_column, label_column, on_bad_row, stats) -> list[Row]:
+def _read_parquet(path, *, columns, optional, on_bad_row, stats) -> Iterator[tuple[str, Any]]:
+  del on_bad_row, stats  # a parquet file parses whole or not at all
   import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top  # only for parquet
 
-  wanted = [text_column] + ([label_column] if label_column is not None else [])
   try:
-    _check_columns(path, pq.read_schema(path).names, text_column, label_column)
+    names = pq.read_schema(path).names
+    _check_columns(path, names, columns)
+    wanted = list(columns) + [c for c in optional if c in names and c not in columns]
     table = pq.read_table(path, columns=wanted)
   except DataError:
     raise
   except Exception as e:  # pylint: disable=broad-except  # pyarrow raises many kinds
     raise DataError(f"{path}: not a readable parquet file ({type(e).__name__}: {e})") from None
-  texts = table.column(text_column).to_pylist()
-  labels = table.column(label_column).to_pylist() if label_column is not None else None
-  rows = []
-  for i, text in enumerate(texts):
-    obj = {text_column: text}
-    if labels is not None:
-      obj[label_column] = labels[i]
-    row = _row_from_object(obj, f"{path}:row {i + 1}", text_column, label_column,
-                           on_bad_row, stats)
-    if row is not None:
-      rows.append(row)
-  return rows
+  values = {c: table.column(c).to_pylist() for c in wanted}
+  for i in range(table.num_rows):
+    yield f"{path}:row {i + 1}", {c: values[c][i] for c in wanted}

@@ -1,0 +1,33 @@
+"""Search over Cranfield (aerodynamics abstracts) with all-MiniLM-L6-v2, fine-tuned.
+
+  python -m fjft.train --config=experiments/retrieval_cranfield.py --workdir=runs
+
+Data: ../shared/data/cranfield (1,400 abstracts, 225 queries, graded judgements). A
+document is its title then its body; queries are renumbered 1..225 in file order; the 75
+queries numbered 3, 6, ..., 225 are the test queries and never train; dev is a hashed fifth
+of the other 150. Two abstracts have no text and one judgement names one of them: the
+recipe skips and counts them (data.on_bad_row="skip").
+"""
+
+from fjft import config as config_lib
+from fjft.defaults import retrieval_config
+
+
+def get_config(arg=None):
+  a = config_lib.parse_arg(arg, {"lr": 3e-5})
+  c = retrieval_config()
+  c.name = "cranfield"
+  c.data.path = "../shared/data/cranfield"
+  c.data.on_bad_row = "skip"
+  c.data.test_every = 3
+  c.data.query_buckets = (32, 64)
+  c.data.doc_buckets = (128, 192, 256)
+  c.data.train_doc_max_length = 128
+  c.loss.hard_negatives = 1
+  c.loss.symmetric = True
+  c.train.steps = 120
+  c.train.batch_size = 32
+  c.train.eval_every = 40
+  c.train.checkpoint_every = 40
+  c.optim.lr = a.lr
+  return c

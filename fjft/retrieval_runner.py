@@ -1,0 +1,352 @@
+"""One search fine-tuning run, top to bottom (config.task == "retrieval").
+
+The same run directory, hashing, loop, checkpoints and TensorBoard logs as a
+classification run (fjft.runner); what differs is the data (a corpus with judged queries,
+fjft.data.ir_data), the model (the pretrained encoder's pooled output, no new parameters),
+the loss (contrastive, in-batch negatives, fjft.tasks.retrieval) and the evaluation: every
+held-out query searches the whole corpus, scored with nDCG@10, MRR@10, Recall@100 and MAP
+against BM25 (`baseline`), the pretrained model (`zero_shot`) and, at the end, the
+fine-tuned model fused with BM25 (`hybrid`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from fjft import config as config_lib
+from fjft import embedding
+from fjft import mesh as mesh_lib
+from fjft import optim, rundir
+from fjft.bm25 import BM25
+from fjft.checkpoint import RunCheckpoints, abstract_like, restore_best_params
+from fjft.data import batches as batches_lib
+from fjft.data import ir_data
+from fjft.errors import DataError
+from fjft.logging import RunLogger
+from fjft.loop import LoopState, train_loop
+from fjft.models import registry
+from fjft.runner import check_attention_impl, hparams, start_run
+from fjft.search import reciprocal_rank_fusion, top_k, top_k_of_scores
+from fjft.step import TrainState, make_train_step
+from fjft.tasks import ir_metrics, retrieval
+from fjft.tokenizer import Tokenizer
+
+
+def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
+  """Trains (or resumes) the run of `config` under `workdir`; returns its results."""
+  check_attention_impl(config.model.attention_impl, config.model.compute_dtype)
+  run_dir, finished = start_run(config, workdir, rerun, say)
+  if finished is not None:
+    return finished
+  started = time.time()
+  mesh = mesh_lib.make_mesh(config.mesh)
+  rules = config.sharding_rules
+  say(f"run {run_dir}\nmesh {mesh_lib.describe(mesh)}")
+
+  data = ir_data.load_collection(config.data)
+  say(ir_data.format_report(data.report))
+  rundir.write_json(os.path.join(run_dir, "data_report.json"), data.report)
+
+  family, model_path = registry.resolve(config.model.name)
+  tokenizer = Tokenizer.from_dir(model_path)
+  if jax.process_index() == 0:
+    tokenizer.save(os.path.join(run_dir, "tokenizer"))
+  mode, normalize = retrieval.resolve_pooling(config.model, model_path)
+  enc_cfg, encoder = family.from_hf(model_path)
+  encoder.cfg = dataclasses.replace(enc_cfg, hidden_dropout=config.model.hidden_dropout,
+                                    attention_dropout=config.model.attention_dropout,
+                                    attention_impl=config.model.attention_impl or None)
+  model = retrieval.Embedder(encoder, mode, normalize)
+  d = config.data
+  rundir.write_json(os.path.join(run_dir, "model.json"), {
+      "task": "retrieval", "family": enc_cfg.to_hf()["model_type"], "hf_config": enc_cfg.to_hf(),
+      "pooling": mode, "normalize": normalize, "compute_dtype": config.model.compute_dtype,
+      "query_max_length": d.query_max_length, "query_buckets": list(d.query_buckets),
+      "doc_max_length": d.doc_max_length, "doc_buckets": list(d.doc_buckets)})
+  graphdef, params = nnx.split(model)
+  params = jax.device_put(params, mesh_lib.shardings_for(nnx.get_partition_spec(params), mesh,
+                                                         rules))
+  n_params = sum(x.size for x in jax.tree.leaves(params))
+
+  docs_enc = embedding.encode_texts(data.doc_texts, tokenizer, d.doc_max_length)
+  train_docs_enc = docs_enc
+  if 0 < d.train_doc_max_length < d.doc_max_length:
+    train_docs_enc = embedding.encode_texts(data.doc_texts, tokenizer, d.train_doc_max_length)
+  query_ids = list(data.queries)
+  query_row = {q: i for i, q in enumerate(query_ids)}
+  queries_enc = embedding.encode_texts([data.queries[q] for q in query_ids], tokenizer,
+                                       d.query_max_length)
+  bm25 = BM25(data.doc_texts, k1=config.baseline.k1, b=config.baseline.b)
+
+  def to_device(batch):
+    return mesh_lib.global_batch(batch, mesh, rules)
+
+  embed_step = embedding.make_embed_step(graphdef, config.model.compute_dtype)
+  eval_bs = config.train.eval_batch_size
+
+  def embed_corpus(params) -> np.ndarray:
+    return embedding.embed_encoded(embed_step, params, docs_enc, eval_bs, d.doc_buckets,
+                                   tokenizer.pad_id, to_device)
+
+  def rank(params, split, docs) -> dict[str, list[str]]:
+    """Each query of `split` searches the corpus `docs` (its embeddings under `params`):
+    {query id: doc ids, best first}."""
+    qids = data.split_queries(split)
+    rows = [query_row[q] for q in qids]
+    sub = batches_lib.Encoded(ids=[queries_enc.ids[i] for i in rows],
+                              labels=queries_enc.labels[rows])
+    queries = embedding.embed_encoded(embed_step, params, sub, eval_bs, d.query_buckets,
+                                      tokenizer.pad_id, to_device)
+    idx, _ = top_k(queries, docs, ir_metrics.RANK_DEPTH)
+    return {q: [data.doc_ids[j] for j in row] for q, row in zip(qids, idx)}
+
+  def bm25_rank(split) -> dict[str, list[str]]:
+    qids = data.split_queries(split)
+    idx, _ = top_k_of_scores(bm25.scores([data.queries[q] for q in qids]), ir_metrics.RANK_DEPTH)
+    return {q: [data.doc_ids[j] for j in row] for q, row in zip(qids, idx)}
+
+  # Corpus embeddings of each dev evaluation of this process: the best checkpoint holds the
+  # params of one of them, so the final evaluation need not embed the corpus again (a
+  # minute or more on a CPU).
+  evaluated: list[tuple[dict, np.ndarray]] = []
+
+  def evaluate(params, split="dev"):
+    docs = embed_corpus(params)
+    metrics = ir_metrics.evaluate(rank(params, split, docs), data.split_qrels(split))
+    evaluated.append((metrics, docs))
+    return metrics
+
+  def evaluate_splits(params, docs=None) -> dict:
+    docs = embed_corpus(params) if docs is None else docs
+    return {s: ir_metrics.evaluate(rank(params, s, docs), data.split_qrels(s)) for s in splits}
+
+  splits = [s for s in ("dev", "test") if data.split_queries(s)]
+  baseline = _cached(run_dir, "baseline.json", lambda: {
+      s: ir_metrics.evaluate(bm25_rank(s), data.split_qrels(s)) for s in splits})
+  say("BM25 baseline: " + _line(baseline))
+  zero_shot = _cached(run_dir, "zero_shot.json", lambda: evaluate_splits(params))
+  say("pretrained model (zero-shot): " + _line(zero_shot))
+
+  optimizer = optim.make_optimizer(config.optim, config.train.steps)
+  lr_at = optim.schedule(config.optim, config.train.steps)
+  opt_state = jax.jit(optimizer.init)(params)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                     opt_state=opt_state)
+  checkpoints = RunCheckpoints(run_dir, config.train.keep_checkpoints)
+  loop_state = LoopState()
+  latest = checkpoints.latest_step()
+  if latest is not None:
+    state, meta = checkpoints.restore(latest, abstract_like(state))
+    loop_state = LoopState.from_meta(meta)
+    say(f"resuming from the checkpoint at step {latest}")
+
+  pairs = PairBatches(data, train_docs_enc, queries_enc, query_row, bm25, tokenizer.pad_id, config)
+
+  def apply_fn(params, batch, dropout_key):
+    m = nnx.merge(graphdef, params)
+    q_key = d_key = None
+    if dropout_key is not None:
+      q_key, d_key = jax.random.split(dropout_key)
+    dtype = jnp.dtype(config.model.compute_dtype)
+    q = m(batch["q_ids"], batch["q_mask"], dropout_key=q_key, compute_dtype=dtype)
+    docs = m(batch["d_ids"], batch["d_mask"], dropout_key=d_key, compute_dtype=dtype)
+    return q, docs
+
+  def loss_fn(out, batch):
+    q, docs = out
+    return retrieval.contrastive_loss(q, docs, batch, config.loss.temperature,
+                                      config.loss.symmetric)
+
+  train_step = jax.jit(
+      make_train_step(apply_fn, loss_fn, optimizer, config.train.grad_accum,
+                      jax.random.key(config.seed)),
+      donate_argnums=0)
+
+  logger = RunLogger(run_dir, config.train.steps, int(state.step), config.train.progress)
+  logger.text("config", "```\n" + config_lib.canonical_json(config, identity_only=False) + "\n```")
+  for name, values in (("baseline", baseline), ("zero_shot", zero_shot)):
+    for split, metrics in values.items():
+      for at in (0, config.train.steps):
+        logger.scalars(at, metrics, f"{name}/{split}/")
+  say(f"model {config.model.name}: {n_params / 1e6:.1f}M params, {mode} pooling"
+      f"{', normalised' if normalize else ''}; training {config.train.steps} steps of "
+      f"{config.train.batch_size} queries x {pairs.group} documents "
+      f"({len(pairs.pairs)} training pairs)")
+  try:
+    result = train_loop(
+        state=state, train_step=train_step, batch_at=lambda s: to_device(pairs.batch(s)),
+        data_position=pairs.position, evaluate=evaluate, checkpoints=checkpoints,
+        logger=logger, train_cfg=config.train, lr_at=lr_at, loop_state=loop_state)
+    if result.interrupted:
+      raise SystemExit(130)
+    best_step, best_params = restore_best_params(run_dir, abstract_like(result.state.params))
+    best_dev = next(h for h in result.loop_state.history if h["step"] == best_step)
+    docs = next((docs for metrics, docs in evaluated
+                 if all(best_dev[k] == v for k, v in metrics.items())), None)
+    if docs is None:  # the best step was evaluated before a resume
+      docs = embed_corpus(best_params)
+    out: dict = {"dev": {}, "test": {}, "hybrid": {}}
+    for s in splits:
+      ranked = rank(best_params, s, docs)
+      out[s] = ir_metrics.evaluate(ranked, data.split_qrels(s))
+      lexical = bm25_rank(s)
+      fused = {q: reciprocal_rank_fusion([ranked[q], lexical[q]], config.eval.fusion_k,
+                                         ir_metrics.RANK_DEPTH) for q in ranked}
+      out["hybrid"][s] = ir_metrics.evaluate(fused, data.split_qrels(s))
+    results = {
+        "config_hash": config_lib.config_hash(config),
+        "run_dir": os.path.abspath(run_dir),
+        "step": int(result.state.step),
+        "best_step": int(best_step),
+        "stopped": result.loop_state.stopped,
+        "dev": out["dev"],
+        "baseline": baseline,
+        "zero_shot": zero_shot,
+        "hybrid": out["hybrid"],
+        "history": result.loop_state.history,
+        "params": {"trainable": int(n_params), "total": int(n_params)},
+        "train_pairs_per_s": (result.steps_run * config.train.batch_size
+                              / max(result.train_seconds, 1e-9)),
+        "wall_seconds": time.time() - started,
+    }
+    if out["test"]:
+      results["test"] = out["test"]
+    for name in ("hybrid",):
+      for split, metrics in out[name].items():
+        logger.scalars(int(best_step), metrics, f"{name}/{split}/")
+    logger.hparams(hparams(config), {f"dev_{k}": v for k, v in out["dev"].items()})
+    results_file = rundir.results_path(run_dir)
+    rundir.write_json(results_file, results)
+  finally:
+    logger.close()
+    checkpoints.close()
+  say(summary(config, results, results_file))
+  return results
+
+
+class PairBatches:
+  """The batch of any step, a pure function of (seed, step), so resuming needs the step only.
+
+  Each epoch visits every (train query, relevant document) pair once, in an order drawn
+  from (seed, epoch); each pair brings config.loss.hard_negatives documents drawn from its
+  query's negatives: those the data names, then the top BM25 hits among the documents not
+  judged relevant (config.loss.mine_depth of them).
+  """
+
+  def __init__(self, data: ir_data.Collection, docs_enc, queries_enc, query_row: dict, bm25,
+               pad_id: int, config):
+    self.config, self.docs_enc, self.queries_enc = config, docs_enc, queries_enc
+    self.pad_id = pad_id
+    self.batch_size = config.train.batch_size
+    self.n_neg = config.loss.hard_negatives
+    self.group = 1 + self.n_neg
+    doc_row = {doc: i for i, doc in enumerate(data.doc_ids)}
+    train = data.split_queries("train")
+    self.pairs = [(query_row[q], doc_row[doc]) for q in train
+                  for doc, gain in data.qrels[q].items() if gain >= config.data.min_gain]
+    if not self.pairs:
+      raise DataError(f"{config.data.path}: no training pairs (no train judgement with "
+                              f"gain >= data.min_gain={config.data.min_gain})")
+    # every document relevant to a query: never its negative, in the loss or here
+    self.relevant = {query_row[q]: [doc_row[doc] for doc, g in data.qrels[q].items() if g > 0]
+                     for q in train}
+    self.width = max(len(v) for v in self.relevant.values())
+    self.negatives: dict[int, list[int]] = {}
+    if self.n_neg:
+      mined = top_k_of_scores(bm25.scores([data.queries[q] for q in train]),
+                              config.loss.mine_depth + self.width)[0]
+      for q, row in zip(train, mined):
+        qi, rel = query_row[q], set(self.relevant[query_row[q]])
+        given = [doc_row[doc] for doc in data.negatives.get(q, [])]
+        pool = given + [int(j) for j in row if j not in rel and j not in given]
+        self.negatives[qi] = pool[:len(given) + config.loss.mine_depth]
+    self.batches_per_epoch = -(-len(self.pairs) // self.batch_size)
+
+  def position(self, step: int) -> dict:
+    return {"epoch": step // self.batches_per_epoch, "batch": step % self.batches_per_epoch}
+
+  def batch(self, step: int) -> dict:
+    pos = self.position(step)
+    rng = np.random.default_rng([self.config.seed, pos["epoch"]])
+    order = rng.permutation(len(self.pairs))
+    chosen = order[pos["batch"] * self.batch_size:(pos["batch"] + 1) * self.batch_size]
+    neg_rng = np.random.default_rng([self.config.seed, pos["epoch"], pos["batch"], 1])
+    b, g = self.batch_size, self.group
+    queries, docs = [], []
+    doc_index = np.full((b * g,), -1, np.int32)
+    relevant = np.full((b, self.width), -1, np.int32)
+    weights = np.zeros((b,), np.float32)
+    for row, p in enumerate(chosen):
+      qi, di = self.pairs[p]
+      pool = self.negatives.get(qi, [])
+      negs = list(neg_rng.choice(pool, size=min(self.n_neg, len(pool)), replace=False)) if pool else []
+      queries.append(qi)
+      group = [di] + [int(x) for x in negs]
+      doc_index[row * g:row * g + len(group)] = group
+      docs.append(group)
+      rel = self.relevant[qi]
+      relevant[row, :len(rel)] = rel
+      weights[row] = 1.0
+    q_batch = _pad(self.queries_enc, list(enumerate(queries)), b,
+                   self.config.data.query_buckets, self.pad_id)
+    slots = [(row * g + k, d) for row, group in enumerate(docs) for k, d in enumerate(group)]
+    d_batch = _pad(self.docs_enc, slots, b * g, self.config.data.doc_buckets, self.pad_id)
+    return {"q_ids": q_batch[0], "q_mask": q_batch[1], "d_ids": d_batch[0],
+            "d_mask": d_batch[1], "doc_index": doc_index, "relevant": relevant,
+            "weights": weights}
+
+
+def _pad(enc, slots: list[tuple[int, int]], size: int, buckets, pad_id: int) -> tuple:
+  """[size, bucket] ids and mask with enc.ids[r] at each (slot, r) of `slots`."""
+  longest = max((len(enc.ids[r]) for _, r in slots), default=1)
+  seq = batches_lib.bucket_length(longest, buckets)
+  ids = np.full((size, seq), pad_id, np.int32)
+  mask = np.zeros((size, seq), np.int32)
+  for slot, r in slots:
+    x = enc.ids[r][:seq]
+    ids[slot, :len(x)] = x
+    mask[slot, :len(x)] = 1
+  return ids, mask
+
+
+def _cached(run_dir: str, name: str, compute) -> dict:
+  """A result computed once per run dir (a resumed run reads it back)."""
+  path = os.path.join(run_dir, name)
+  if os.path.isfile(path):
+    return rundir.read_json(path)
+  value = compute()
+  rundir.write_json(path, value)
+  return value
+
+
+def _line(by_split: dict) -> str:
+  return "; ".join(f"{s} " + " ".join(f"{k}={v:.4f}" for k, v in m.items())
+                   for s, m in by_split.items())
+
+
+def summary(config, results: dict, results_file: str) -> str:
+  metric = config.train.metric
+  lines = [f"done: {results['step']} steps, best dev {metric} at step {results['best_step']}"]
+  for split in ("dev", "test"):
+    if split in results:
+      ft = results[split][metric]
+      base = results["baseline"][split][metric]
+      zero = results["zero_shot"][split][metric]
+      hybrid = results["hybrid"][split][metric]
+      lines.append(f"  {split:4s} {metric}: fine-tuned {ft:.4f} vs BM25 {base:.4f}, pretrained "
+                   f"(zero-shot) {zero:.4f}; hybrid (fine-tuned + BM25) {hybrid:.4f}")
+  run = os.path.dirname(results_file)
+  lines.append(f"results: {results_file}")
+  lines.append(f"tensorboard --logdir {run}/tb")
+  lines.append(f"search:  python -m fjft.search --run={run} --corpus=<file> --query=\"...\"")
+  lines.append(f"embed:   python -m fjft.embed --run={run} --input=<file> --output=<out.npy>")
+  lines.append(f"export:  python -m fjft.export --run={run} --out=<dir>  "
+               "(a sentence-transformers folder)")
+  return "\n".join(lines)
