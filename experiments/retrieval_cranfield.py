@@ -7,6 +7,13 @@ document is its title then its body; queries are renumbered 1..225 in file order
 queries numbered 3, 6, ..., 225 are the test queries and never train; dev is a hashed fifth
 of the other 150. Two abstracts have no text and one judgement names one of them: the
 recipe skips and counts them (data.on_bad_row="skip").
+
+Recipe (2 CPU cores): 150 steps of 32 (query, relevant abstract) pairs with in-batch
+negatives, both directions, abstracts cut to 128 tokens in training (256 in evaluation).
+Reached, alone on the 2 cores with glibc malloc, in 16.6 min for the whole command: test
+nDCG@10 0.4249 against 0.3489 for BM25 and 0.4031 for the pretrained model zero-shot;
+fused with BM25 (hybrid) 0.4323. Best dev nDCG@10 0.3699 at step 150 (0.3561 at step 75,
+zero-shot 0.3317).
 """
 
 from fjft import config as config_lib
@@ -14,7 +21,7 @@ from fjft.defaults import retrieval_config
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, {"lr": 3e-5})
+  a = config_lib.parse_arg(arg, {"lr": 5e-5})
   c = retrieval_config()
   c.name = "cranfield"
   c.data.path = "../shared/data/cranfield"
@@ -23,11 +30,11 @@ def get_config(arg=None):
   c.data.query_buckets = (32, 64)
   c.data.doc_buckets = (128, 192, 256)
   c.data.train_doc_max_length = 128
-  c.loss.hard_negatives = 1
+  c.loss.hard_negatives = 0
   c.loss.symmetric = True
-  c.train.steps = 120
+  c.train.steps = 150
   c.train.batch_size = 32
-  c.train.eval_every = 40
-  c.train.checkpoint_every = 40
+  c.train.eval_every = 75
+  c.train.checkpoint_every = 75
   c.optim.lr = a.lr
   return c
