@@ -30,6 +30,13 @@ NON_IDENTITY_FIELDS = (
     "train.progress",
 )
 
+# Fields added after runs existed, with the value that means "off": left out of the run hash
+# at that value, so adding a feature does not rename (and restart) every existing run.
+HASHED_WHEN_SET = {
+    "optim.freeze": "",
+    "optim.lr_groups": "",
+}
+
 REQUIRED_FIELDS = ("name", "seed", "model.name", "data.path", "train.steps",
                    "train.batch_size", "optim.lr")
 
@@ -195,12 +202,13 @@ def canonical_json(config: ml_collections.ConfigDict | dict, *, identity_only: b
   d = config if isinstance(config, dict) else to_dict(config)
   if identity_only:
     d = json.loads(json.dumps(d))
-    for key in NON_IDENTITY_FIELDS:
+    for key in NON_IDENTITY_FIELDS + tuple(HASHED_WHEN_SET):
       *parents, leaf = key.split(".")
       node = d
       for p in parents:
         node = node.get(p, {})
-      if isinstance(node, dict):
+      if isinstance(node, dict) and (key in NON_IDENTITY_FIELDS
+                                     or node.get(leaf, HASHED_WHEN_SET.get(key)) == HASHED_WHEN_SET[key]):
         node.pop(leaf, None)
   # repr of floats is shortest-round-trip since Python 3.1, so 1e-4 hashes the same everywhere.
   return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

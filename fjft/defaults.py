@@ -60,6 +60,8 @@ def classify_config() -> ml_collections.ConfigDict:
   c.optim.b1 = 0.9
   c.optim.b2 = 0.999
   c.optim.eps = 1e-8
+  c.optim.freeze = ""                 # regex over parameter paths: matches do not train
+  c.optim.lr_groups = ""              # "<regex>=<lr factor>;...", e.g. "^classifier\\.=10"
 
   c.baseline = ml_collections.ConfigDict()
   c.baseline.ngram_max = 2            # TF-IDF word n-grams 1..ngram_max
@@ -138,6 +140,8 @@ def lm_config() -> ml_collections.ConfigDict:
   c.optim.b1 = 0.9
   c.optim.b2 = 0.95
   c.optim.eps = 1e-8
+  c.optim.freeze = ""                 # regex over parameter paths: matches do not train
+  c.optim.lr_groups = ""              # "<regex>=<lr factor>;...", e.g. "^classifier\\.=10"
 
   add_mesh(c, kv_heads="tensor", layers="")
   return c
@@ -216,6 +220,8 @@ def retrieval_config() -> ml_collections.ConfigDict:
   c.optim.b1 = 0.9
   c.optim.b2 = 0.999
   c.optim.eps = 1e-8
+  c.optim.freeze = ""                 # regex over parameter paths: matches do not train
+  c.optim.lr_groups = ""              # "<regex>=<lr factor>;...", e.g. "^classifier\\.=10"
 
   c.baseline = ml_collections.ConfigDict()
   c.baseline.k1 = 1.2                 # BM25

@@ -122,7 +122,9 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
     dev_evaluations.append((out, samples.get("dev")))
     return out
 
-  optimizer = optim.make_optimizer(config.optim, config.train.steps)
+  optimizer = optim.make_optimizer(config.optim, config.train.steps, params)
+  trainable = optim.trainable_mask(params, config.optim.get("freeze", ""))
+  n_trainable = sum(x.size for x, t in zip(jax.tree.leaves(params), jax.tree.leaves(trainable)) if t)
   lr_at = optim.schedule(config.optim, config.train.steps)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
                      opt_state=jax.jit(optimizer.init)(params))
@@ -135,7 +137,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
     say(f"resuming from the checkpoint at step {latest}")
   train_step = jax.jit(
       make_train_step(apply_fn, loss_fn, optimizer, config.train.grad_accum,
-                      jax.random.key(config.seed)), donate_argnums=0)
+                      jax.random.key(config.seed), trainable), donate_argnums=0)
   batches = lm_examples.RowBatches(rows["train"], config.train.batch_size, config.seed)
 
   logger = RunLogger(run_dir, config.train.steps, int(state.step), config.train.progress)
@@ -164,7 +166,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
         "baseline": baseline,
         "history": result.loop_state.history,
         "stopped": result.loop_state.stopped,
-        "params": {"total": n_params, "trainable": n_params},
+        "params": {"total": int(n_params), "trainable": int(n_trainable)},
         "train_tokens_per_s": (result.steps_run * config.train.batch_size
                                * config.data.max_length / max(result.train_seconds, 1e-9)),
         "wall_seconds": time.time() - started,

@@ -134,7 +134,9 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   zero_shot = _cached(run_dir, "zero_shot.json", lambda: evaluate_splits(params))
   say("pretrained model (zero-shot): " + _line(zero_shot))
 
-  optimizer = optim.make_optimizer(config.optim, config.train.steps)
+  optimizer = optim.make_optimizer(config.optim, config.train.steps, params)
+  trainable = optim.trainable_mask(params, config.optim.get("freeze", ""))
+  n_trainable = sum(x.size for x, t in zip(jax.tree.leaves(params), jax.tree.leaves(trainable)) if t)
   lr_at = optim.schedule(config.optim, config.train.steps)
   opt_state = jax.jit(optimizer.init)(params)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
@@ -166,7 +168,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
 
   train_step = jax.jit(
       make_train_step(apply_fn, loss_fn, optimizer, config.train.grad_accum,
-                      jax.random.key(config.seed)),
+                      jax.random.key(config.seed), trainable),
       donate_argnums=0)
 
   logger = RunLogger(run_dir, config.train.steps, int(state.step), config.train.progress)
@@ -211,7 +213,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
         "zero_shot": zero_shot,
         "hybrid": out["hybrid"],
         "history": result.loop_state.history,
-        "params": {"trainable": int(n_params), "total": int(n_params)},
+        "params": {"trainable": int(n_trainable), "total": int(n_params)},
         "train_pairs_per_s": (result.steps_run * config.train.batch_size
                               / max(result.train_seconds, 1e-9)),
         "wall_seconds": time.time() - started,

@@ -70,7 +70,9 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   params = jax.device_put(params, param_shardings)
   n_params = sum(x.size for x in jax.tree.leaves(params))
 
-  optimizer = optim.make_optimizer(config.optim, config.train.steps)
+  optimizer = optim.make_optimizer(config.optim, config.train.steps, params)
+  trainable = optim.trainable_mask(params, config.optim.get("freeze", ""))
+  n_trainable = sum(x.size for x, t in zip(jax.tree.leaves(params), jax.tree.leaves(trainable)) if t)
   lr_at = optim.schedule(config.optim, config.train.steps)
   opt_state = jax.jit(optimizer.init)(params)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
@@ -86,7 +88,8 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   apply_fn = make_apply_fn(graphdef, config.model.compute_dtype)
   base_key = jax.random.key(config.seed)
   train_step = jax.jit(
-      make_train_step(apply_fn, classify.loss_fn, optimizer, config.train.grad_accum, base_key),
+      make_train_step(apply_fn, classify.loss_fn, optimizer, config.train.grad_accum, base_key,
+                      trainable),
       donate_argnums=0)
   eval_step = jax.jit(make_eval_step(apply_fn, classify.predict_fn))
 
@@ -127,7 +130,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
         "dev": dev,
         "baseline": baseline,
         "history": result.loop_state.history,
-        "params": {"trainable": int(n_params), "total": int(n_params)},
+        "params": {"trainable": int(n_trainable), "total": int(n_params)},
         "train_examples_per_s": (result.steps_run * config.train.batch_size
                                  / max(result.train_seconds, 1e-9)),
         "wall_seconds": time.time() - started,

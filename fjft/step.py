@@ -18,15 +18,21 @@ class TrainState:
 
 
 def make_train_step(apply_fn: Callable, loss_fn: Callable, optimizer: optax.GradientTransformation,
-                    grad_accum: int, base_key: jax.Array):
+                    grad_accum: int, base_key: jax.Array, trainable=None):
   """Returns train_step(state, batch) -> (state, metrics).
 
   apply_fn(params, batch, dropout_key) -> model output; loss_fn(output, batch) ->
   (summed loss, summed weight). The loss is normalised by the weight of the whole batch,
   so `grad_accum` micro-batches give the same update as one large batch.
+
+  `trainable` (a tree of bools like params, fjft.optim.trainable_mask) freezes the False
+  leaves: no gradient flows to them (XLA drops those weight-gradient products) and they
+  leave the step as they came in, so with donated state they are not even copied.
   """
 
   def summed_loss(params, micro, key):
+    if trainable is not None:
+      params = jax.tree.map(lambda p, t: p if t else jax.lax.stop_gradient(p), params, trainable)
     out = apply_fn(params, micro, key)
     return loss_fn(out, micro)
 
@@ -51,7 +57,11 @@ def make_train_step(apply_fn: Callable, loss_fn: Callable, optimizer: optax.Grad
     weight = jnp.maximum(weight, 1.0)
     grads = jax.tree.map(lambda g: g / weight, grads)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    if trainable is None:
+      params = optax.apply_updates(state.params, updates)
+    else:
+      params = jax.tree.map(lambda p, u, t: (p + u).astype(p.dtype) if t else p,
+                            state.params, updates, trainable)
     metrics = {"loss": loss / weight, "grad_norm": optax.tree.norm(grads)}
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
