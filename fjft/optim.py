@@ -2,7 +2,8 @@
 
 Parameters are named by their dotted paths ("encoder.layers.0.attention.qkv.kernel").
 `optim.freeze` (a regex, re.search) freezes the parameters it matches: they get no gradient,
-no optimizer state and no update. `optim.lr_groups` ("<regex>=<factor>;..." , first match
+no optimizer state and no update. The train step splits the params into the trained part and
+the frozen part (`split_trainable`); the optimizer sees only the trained part. `optim.lr_groups` ("<regex>=<factor>;..." , first match
 wins) scales the learning rate of the parameters a regex matches, e.g. "^classifier\\.=10"
 trains a new head at 10x.
 """
@@ -47,7 +48,13 @@ def param_paths(params):
       if hasattr(k, attr):
         return str(getattr(k, attr))
     return str(k)
-  return jax.tree_util.tree_map_with_path(lambda path, _: ".".join(name(k) for k in path), params)
+
+  def dotted(path, _):
+    # an nnx.Param holds its array in `.value`: a detail, not part of the name
+    parts = [name(k) for k in path
+             if not (isinstance(k, jax.tree_util.GetAttrKey) and k.name == "value")]
+    return ".".join(parts)
+  return jax.tree_util.tree_map_with_path(dotted, params)
 
 
 def _compile(pattern: str, field: str) -> re.Pattern:
@@ -57,16 +64,40 @@ def _compile(pattern: str, field: str) -> re.Pattern:
     raise ConfigError(f"config field {field}: {pattern!r} is not a regular expression ({e})") from None
 
 
-def trainable_mask(params, freeze: str):
-  """Tree of bools: False where optim.freeze matches the parameter's path."""
-  if not freeze:
-    return jax.tree.map(lambda _: True, params)
-  rx = _compile(freeze, "optim.freeze")
-  mask = jax.tree.map(lambda path: not rx.search(path), param_paths(params))
+def trainable_mask(params, freeze: str = "", only: str = ""):
+  """Tree of bools: False where optim.freeze matches the parameter's path, and, given
+  `only` (a regex: LoRA's adapters and new head), False where `only` does not match."""
+  rx = _compile(freeze, "optim.freeze") if freeze else None
+  keep = re.compile(only) if only else None
+  mask = jax.tree.map(lambda path: not (rx and rx.search(path)) and
+                      not (keep and not keep.search(path)), param_paths(params))
   if not any(jax.tree.leaves(mask)):
     raise ConfigError(f"config field optim.freeze={freeze!r} freezes every parameter: nothing "
                       "would train")
   return mask
+
+
+def split_trainable(params, mask):
+  """(trained, frozen): two trees shaped like `params`, each None where the other holds
+  the leaf. Gradients, optimizer state and updates are taken over `trained` alone, so a
+  frozen leaf may be any dtype (an int8 base weight) and costs no optimizer memory."""
+  trained = jax.tree.map(lambda p, t: p if t else None, params, mask)
+  frozen = jax.tree.map(lambda p, t: None if t else p, params, mask)
+  return trained, frozen
+
+
+def join_trainable(trained, frozen):
+  """The inverse of split_trainable."""
+  return jax.tree.map(lambda a, b: b if a is None else a, trained, frozen,
+                      is_leaf=lambda x: x is None)
+
+
+def count(params, mask=None) -> int:
+  """Number of parameters (numbers, not arrays), or of the trainable ones given `mask`."""
+  leaves = jax.tree.leaves(params)
+  if mask is None:
+    return int(sum(x.size for x in leaves))
+  return int(sum(x.size for x, t in zip(leaves, jax.tree.leaves(mask)) if t))
 
 
 def lr_factors(params, lr_groups: str):
@@ -93,7 +124,8 @@ def lr_factors(params, lr_groups: str):
 
 
 def make_optimizer(optim_cfg, total_steps: int, params=None) -> optax.GradientTransformation:
-  """AdamW (+ clipping); given `params`, with optim.freeze and optim.lr_groups applied."""
+  """AdamW (+ clipping) over the trained params (split_trainable's first part); given
+  `params`, optim.lr_groups is applied to them."""
   def adamw(factor: float):
     base = schedule(optim_cfg, total_steps)
     lr = base if factor == 1.0 else (lambda step: factor * base(step))
@@ -102,12 +134,10 @@ def make_optimizer(optim_cfg, total_steps: int, params=None) -> optax.GradientTr
 
   clip = (optax.clip_by_global_norm(optim_cfg.clip_norm) if optim_cfg.clip_norm > 0
           else optax.identity())
-  freeze, groups = optim_cfg.get("freeze", ""), optim_cfg.get("lr_groups", "")
-  if params is None or not (freeze or groups):
+  groups = optim_cfg.get("lr_groups", "")
+  if params is None or not groups:
     return optax.chain(clip, adamw(1.0))
-  trainable = trainable_mask(params, freeze)
   factors = lr_factors(params, groups)
-  labels = jax.tree.map(lambda t, f: f"x{f}" if t else "frozen", trainable, factors)
+  labels = jax.tree.map(lambda f: f"x{f}", factors)
   transforms = {f"x{f}": adamw(f) for f in set(jax.tree.leaves(factors))}
-  transforms["frozen"] = optax.set_to_zero()   # no state for frozen parameters
   return optax.chain(clip, optax.multi_transform(transforms, labels))

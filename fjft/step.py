@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fjft import optim
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -26,13 +28,13 @@ def make_train_step(apply_fn: Callable, loss_fn: Callable, optimizer: optax.Grad
   so `grad_accum` micro-batches give the same update as one large batch.
 
   `trainable` (a tree of bools like params, fjft.optim.trainable_mask) freezes the False
-  leaves: no gradient flows to them (XLA drops those weight-gradient products) and they
+  leaves: gradients, optimizer state (state.opt_state is over the trained part, see
+  fjft.optim.split_trainable) and updates cover the True leaves only. The frozen leaves
   leave the step as they came in, so with donated state they are not even copied.
   """
 
-  def summed_loss(params, micro, key):
-    if trainable is not None:
-      params = jax.tree.map(lambda p, t: p if t else jax.lax.stop_gradient(p), params, trainable)
+  def summed_loss(trained, frozen, micro, key):
+    params = trained if frozen is None else optim.join_trainable(trained, frozen)
     out = apply_fn(params, micro, key)
     return loss_fn(out, micro)
 
@@ -40,32 +42,37 @@ def make_train_step(apply_fn: Callable, loss_fn: Callable, optimizer: optax.Grad
 
   def train_step(state: TrainState, batch: dict):
     key = jax.random.fold_in(base_key, state.step)
+    trained, frozen = ((state.params, None) if trainable is None
+                       else optim.split_trainable(state.params, trainable))
     if grad_accum == 1:
-      (loss, weight), grads = grad_fn(state.params, batch, jax.random.fold_in(key, 0))
+      (loss, weight), grads = grad_fn(trained, frozen, batch, jax.random.fold_in(key, 0))
     else:
       micro = jax.tree.map(lambda x: x.reshape((grad_accum, -1) + x.shape[1:]), batch)
 
       def accumulate(carry, inputs):
         grads, loss, weight = carry
         i, mb = inputs
-        (l, w), g = grad_fn(state.params, mb, jax.random.fold_in(key, i))
+        (l, w), g = grad_fn(trained, frozen, mb, jax.random.fold_in(key, i))
         return (jax.tree.map(jnp.add, grads, g), loss + l, weight + w), None
 
-      zeros = jax.tree.map(jnp.zeros_like, state.params)
+      zeros = jax.tree.map(jnp.zeros_like, trained)
       (grads, loss, weight), _ = jax.lax.scan(
           accumulate, (zeros, 0.0, 0.0), (jnp.arange(grad_accum), micro))
     weight = jnp.maximum(weight, 1.0)
     grads = jax.tree.map(lambda g: g / weight, grads)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    if trainable is None:
-      params = optax.apply_updates(state.params, updates)
-    else:
-      params = jax.tree.map(lambda p, u, t: (p + u).astype(p.dtype) if t else p,
-                            state.params, updates, trainable)
+    updates, opt_state = optimizer.update(grads, state.opt_state, trained)
+    trained = optax.apply_updates(trained, updates)
+    params = trained if frozen is None else optim.join_trainable(trained, frozen)
     metrics = {"loss": loss / weight, "grad_norm": optax.tree.norm(grads)}
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step
+
+
+def init_opt_state(optimizer: optax.GradientTransformation, params, trainable=None):
+  """The optimizer state of a fresh run: over the trained part of `params` only."""
+  trained = params if trainable is None else optim.split_trainable(params, trainable)[0]
+  return jax.jit(optimizer.init)(trained)
 
 
 def make_eval_step(apply_fn: Callable, predict_fn: Callable):

@@ -10,7 +10,7 @@ import pytest
 from fjft import config as config_lib
 from fjft import optim
 from fjft.errors import ConfigError
-from fjft.step import TrainState, make_train_step
+from fjft.step import TrainState, init_opt_state, make_train_step
 from fjft.tasks import classify
 
 
@@ -42,11 +42,12 @@ def _batch(seed):
 
 def _train(cfg, steps=3):
   params = _params()
-  tx = optim.make_optimizer(cfg, 10, params)
   trainable = optim.trainable_mask(params, cfg.freeze)
+  tx = optim.make_optimizer(cfg, 10, optim.split_trainable(params, trainable)[0])
   step = jax.jit(make_train_step(_apply, classify.loss_fn, tx, 1, jax.random.key(0), trainable),
                  donate_argnums=0)
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                     opt_state=init_opt_state(tx, params, trainable))
   for i in range(steps):
     state, _ = step(state, _batch(i))
   return state
@@ -94,8 +95,6 @@ def test_lr_group_scales_its_update():
 
 
 @pytest.mark.parametrize("kw, message", [
-    (dict(freeze="("), "optim.freeze: '\\(' is not a regular expression"),
-    (dict(freeze="."), "freezes every parameter"),
     (dict(lr_groups="^head=10"), "matches no parameter"),
     (dict(lr_groups="^encoder=fast"), "is not <regex>=<factor>"),
     (dict(lr_groups="^encoder=0"), "is not <regex>=<factor>"),
@@ -103,6 +102,15 @@ def test_lr_group_scales_its_update():
 def test_bad_settings_are_clear_errors(kw, message):
   with pytest.raises(ConfigError, match=message):
     optim.make_optimizer(_cfg(**kw), 10, _params())
+
+
+@pytest.mark.parametrize("freeze, message", [
+    ("(", "optim.freeze: '\\(' is not a regular expression"),
+    (".", "freezes every parameter"),
+])
+def test_bad_freeze_is_a_clear_error(freeze, message):
+  with pytest.raises(ConfigError, match=message):
+    optim.trainable_mask(_params(), freeze)
 
 
 def test_new_fields_change_the_run_hash_only_when_set():
