@@ -54,13 +54,13 @@ from flax import nnx
 
 from fjft.errors import CheckpointError, ConfigError
 from fjft.models.dropout import dropout
+from fjft.models.linear import Axes, Linear, param
 from fjft.models.params import flat_params
 from fjft.weights import safetensors_io
 from fjft.weights.hf_config import read_hf_config
 
 log = logging.getLogger(__name__)
 
-Axes = tuple[str | None, ...]
 
 
 def _gelu_erf(x: jax.Array) -> jax.Array:
@@ -215,35 +215,8 @@ class Config:
 # --------------------------------------------------------------- modules ----
 
 
-def _param(rngs: nnx.Rngs, init: Callable[..., jax.Array],
-           shape: tuple[int, ...], axes: Axes) -> nnx.Param:
-  return nnx.Param(init(rngs.params(), shape, jnp.float32),
-                   out_sharding=axes, eager_sharding=False)
-
-
 def _fold(key: jax.Array | None, i: int) -> jax.Array | None:
   return None if key is None else jax.random.fold_in(key, i)
-
-
-class Dense(nnx.Module):
-  """x @ kernel + bias, contracting x's last dim with the kernel's first."""
-
-  def __init__(self, in_features: int, out_shape: tuple[int, ...],
-               kernel_axes: Axes, bias_axes: Axes, init_std: float, *,
-               rngs: nnx.Rngs):
-    normal = jax.nn.initializers.normal(init_std)
-    self.kernel = _param(rngs, normal, (in_features, *out_shape), kernel_axes)
-    self.bias = _param(rngs, jax.nn.initializers.zeros, out_shape, bias_axes)
-
-  def __call__(self, x: jax.Array, dtype: jnp.dtype) -> jax.Array:
-    kernel = self.kernel[...].astype(dtype)
-    # Tokens flattened to one dim: the weight gradient then contracts a single
-    # dim, which XLA:CPU's matmul takes transposed in place; contracting
-    # (batch, time) made it copy a transpose of every activation first.
-    lead = x.shape[:-1]
-    y = jax.lax.dot_general(x.reshape(-1, x.shape[-1]).astype(dtype), kernel,
-                            (((1,), (0,)), ((), ())))
-    return y.reshape(*lead, *kernel.shape[1:]) + self.bias[...].astype(dtype)
 
 
 class LayerNorm(nnx.Module):
@@ -251,8 +224,8 @@ class LayerNorm(nnx.Module):
 
   def __init__(self, dim: int, eps: float, *, rngs: nnx.Rngs):
     self.eps = eps
-    self.scale = _param(rngs, jax.nn.initializers.ones, (dim,), ("embed",))
-    self.bias = _param(rngs, jax.nn.initializers.zeros, (dim,), ("embed",))
+    self.scale = param(rngs, jax.nn.initializers.ones, (dim,), ("embed",), None)
+    self.bias = param(rngs, jax.nn.initializers.zeros, (dim,), ("embed",), None)
 
   def __call__(self, x: jax.Array, dtype: jnp.dtype) -> jax.Array:
     x = x.astype(jnp.float32)
@@ -267,8 +240,8 @@ class Embed(nnx.Module):
 
   def __init__(self, num: int, dim: int, axes: Axes, init_std: float, *,
                rngs: nnx.Rngs):
-    self.embedding = _param(rngs, jax.nn.initializers.normal(init_std),
-                            (num, dim), axes)
+    self.embedding = param(rngs, jax.nn.initializers.normal(init_std),
+                           (num, dim), axes, None)
 
 
 class Embeddings(nnx.Module):
@@ -319,16 +292,17 @@ class SelfAttention(nnx.Module):
 
   def __init__(self, cfg: Config, *, rngs: nnx.Rngs):
     h, std = cfg.hidden_size, cfg.initializer_range
-    self.qkv = Dense(h, (3, h), ("embed", None, "heads"), (None, "heads"),
-                     std, rngs=rngs)
-    self.output = Dense(h, (h,), ("heads", "embed"), ("embed",), std,
-                        rngs=rngs)
+    self.qkv = Linear(h, (3, h), ("embed", None, "heads"), (None, "heads"),
+                      std, stack=None, rngs=rngs)
+    self.output = Linear(h, (h,), ("heads", "embed"), ("embed",), std,
+                         stack=None, rngs=rngs)
     self.layer_norm = LayerNorm(h, cfg.layer_norm_eps, rngs=rngs)
 
   def __call__(self, cfg: Config, x: jax.Array, attention_mask: jax.Array,
                key: jax.Array | None, dtype: jnp.dtype) -> jax.Array:
     b, t, _ = x.shape
-    qkv = self.qkv(x, dtype).reshape(b, t, 3, cfg.num_heads, cfg.head_dim)
+    # adapters' dropout keys: folded at indices the layer's own dropout does not use
+    qkv = self.qkv(x, dtype, _fold(key, 10)).reshape(b, t, 3, cfg.num_heads, cfg.head_dim)
     # split (not indexing): its gradient is one concatenate, not three pads
     # summed.
     q, k, v = (y.squeeze(2) for y in jnp.split(qkv, 3, axis=2))
@@ -345,7 +319,7 @@ class SelfAttention(nnx.Module):
       mask = attention_mask.astype(bool)[:, None, None, :]
       ctx = jax.nn.dot_product_attention(q, k, v, mask=mask,
                                          implementation=cfg.attention_impl)
-    out = self.output(ctx.reshape(b, t, cfg.hidden_size), dtype)
+    out = self.output(ctx.reshape(b, t, cfg.hidden_size), dtype, _fold(key, 11))
     out = dropout(out, cfg.hidden_dropout, _fold(key, 1))
     return self.layer_norm(out + x, dtype)
 
@@ -367,22 +341,23 @@ class Layer(nnx.Module):
   def __init__(self, cfg: Config, *, rngs: nnx.Rngs):
     h, i, std = cfg.hidden_size, cfg.intermediate_size, cfg.initializer_range
     self.attention = SelfAttention(cfg, rngs=rngs)
-    self.intermediate = Dense(h, (i,), ("embed", "mlp"), ("mlp",), std,
-                              rngs=rngs)
-    self.output = Dense(i, (h,), ("mlp", "embed"), ("embed",), std, rngs=rngs)
+    self.intermediate = Linear(h, (i,), ("embed", "mlp"), ("mlp",), std,
+                               stack=None, rngs=rngs)
+    self.output = Linear(i, (h,), ("mlp", "embed"), ("embed",), std, stack=None,
+                         rngs=rngs)
     self.output_layer_norm = LayerNorm(h, cfg.layer_norm_eps, rngs=rngs)
 
   def __call__(self, cfg: Config, x: jax.Array, attention_mask: jax.Array,
                key: jax.Array | None, dtype: jnp.dtype) -> jax.Array:
     h = self.attention(cfg, x, attention_mask, _fold(key, 0), dtype)
-    y = _ACTIVATIONS[cfg.hidden_act](self.intermediate(h, dtype))
-    y = dropout(self.output(y, dtype), cfg.hidden_dropout, _fold(key, 1))
+    y = _ACTIVATIONS[cfg.hidden_act](self.intermediate(h, dtype, _fold(key, 10)))
+    y = dropout(self.output(y, dtype, _fold(key, 11)), cfg.hidden_dropout, _fold(key, 1))
     return self.output_layer_norm(y + h, dtype)
 
 
-def _make_pooler(cfg: Config, rngs: nnx.Rngs) -> Dense:
-  return Dense(cfg.hidden_size, (cfg.hidden_size,), ("embed", None), (None,),
-               cfg.initializer_range, rngs=rngs)
+def _make_pooler(cfg: Config, rngs: nnx.Rngs) -> Linear:
+  return Linear(cfg.hidden_size, (cfg.hidden_size,), ("embed", None), (None,),
+                cfg.initializer_range, stack=None, rngs=rngs)
 
 
 class Model(nnx.Module):
@@ -632,6 +607,19 @@ def from_hf(path: str, *, attention_impl: str | None = None
 
   return cfg, _build(cfg, values, seed=0,
                      may_be_random=lambda path: path in random_paths)
+
+
+# HF stores Linear weights [out, in] (PEFT's fan_in_fan_out=False).
+HF_WEIGHT_IN_FIRST = False
+
+
+def hf_linear_names(cfg: Config, *, prefixed: bool = True) -> dict[str, tuple[str, ...]]:
+  """Dotted path of each Linear ("layers.0.attention.qkv") -> its HF module names: three
+  for the fused q/k/v. `prefixed`: as in *ForSequenceClassification ("bert.encoder...");
+  otherwise as in the bare BertModel ("encoder...")."""
+  prefix = _hf_prefix(cfg) if prefixed else ""
+  return {".".join(t.path[:-1]): tuple(prefix + k[:-len(".weight")] for k in t.hf_keys)
+          for t in _hf_layout(cfg) if t.path[-1] == "kernel"}
 
 
 def to_hf_state_dict(cfg: Config, model_state: Model | nnx.State | Mapping

@@ -20,11 +20,10 @@ from flax import nnx
 
 from fjft.errors import CheckpointError, ConfigError
 from fjft.models.dropout import dropout
+from fjft.models.linear import Axes, matmul, param
 from fjft.models.params import flat_params
 from fjft.weights import safetensors_io
 from fjft.weights.hf_config import read_hf_config
-
-Axes = tuple[str | None, ...]
 
 ATTENTION_IMPLS = (None, "xla", "cudnn")
 REMAT_POLICIES = ("none", "full", "dots_saveable")
@@ -164,48 +163,8 @@ def write_cache(kv: tuple[jax.Array, jax.Array] | None, k: jax.Array,
 # ----------------------------------------------------------------- layers ----
 
 
-def param(rngs: nnx.Rngs, init: Callable[..., jax.Array],
-          shape: tuple[int, ...], axes: Axes, stack: int | None) -> nnx.Param:
-  """A float32 Param; `stack` prepends a ("layers",) axis of that size."""
-  if stack is not None:
-    shape, axes = (stack, *shape), ("layers", *axes)
-  return nnx.Param(init(rngs.params(), shape, jnp.float32),
-                   out_sharding=axes, eager_sharding=False)
-
-
 def fold(key: jax.Array | None, i: int | jax.Array) -> jax.Array | None:
   return None if key is None else jax.random.fold_in(key, i)
-
-
-def matmul(x: jax.Array, kernel: jax.Array, dtype: jnp.dtype,
-           out_dtype: jnp.dtype | None = None) -> jax.Array:
-  """x [..., in] @ kernel [in, ...] in `dtype`."""
-  # Tokens flattened to one dim: the weight gradient then contracts a single
-  # dim, which XLA:CPU's matmul takes transposed in place.
-  lead = x.shape[:-1]
-  y = jax.lax.dot_general(
-      x.reshape(-1, x.shape[-1]).astype(dtype), kernel.astype(dtype),
-      (((1,), (0,)), ((), ())), preferred_element_type=out_dtype)
-  return y.reshape(*lead, *kernel.shape[1:])
-
-
-class Linear(nnx.Module):
-  """x @ kernel (+ bias); kernel [in, *out] as HF Linear.weight transposed."""
-
-  def __init__(self, in_features: int, out_shape: tuple[int, ...],
-               kernel_axes: Axes, bias_axes: Axes | None, init_std: float, *,
-               stack: int | None, rngs: nnx.Rngs):
-    self.kernel = param(rngs, jax.nn.initializers.normal(init_std),
-                        (in_features, *out_shape), kernel_axes, stack)
-    self.bias = (None if bias_axes is None else
-                 param(rngs, jax.nn.initializers.zeros, out_shape, bias_axes,
-                       stack))
-
-  def __call__(self, x: jax.Array, dtype: jnp.dtype) -> jax.Array:
-    y = matmul(x, self.kernel[...], dtype)
-    if self.bias is not None:
-      y = y + self.bias[...].astype(dtype)
-    return y
 
 
 def remat_policy(name: str):
@@ -425,6 +384,21 @@ def export_values(table: Sequence[HFTensor], num_layers: int, scan: bool,
       value = flat[_layer_path(t, i, scan)]
       out[t.hf_key.format(i=i)] = t.to_hf(value[i] if scan else value)
   return {k: np.ascontiguousarray(v, np.float32) for k, v in out.items()}
+
+
+def linear_names(table: Sequence[HFTensor], num_layers: int) -> dict[str, tuple[str, ...]]:
+  """Dotted path of each Linear ("layers.3.self_attn.q_proj", per layer even when layers
+  are stacked) -> its HF module name, from a family's HF table (PEFT adapter keys)."""
+  out = {}
+  for t in table:
+    if t.path[-1] != "kernel":
+      continue
+    module, rest = t.hf_key[:-len(".weight")], ".".join(t.path[:-1])
+    if t.per_layer:
+      out.update({f"layers.{i}.{rest}": (module.format(i=i),) for i in range(num_layers)})
+    else:
+      out[rest] = (module,)
+  return out
 
 
 def build(model_cls, cfg, values: Mapping[tuple[str, ...], np.ndarray],

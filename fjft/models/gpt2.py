@@ -42,8 +42,8 @@ from flax import nnx
 
 from fjft.errors import ConfigError
 from fjft.models import decoder
-from fjft.models.decoder import (REQUIRED, Cache, HFTensor, Linear, fold,
-                                 param, same)
+from fjft.models.decoder import REQUIRED, Cache, HFTensor, fold, same
+from fjft.models.linear import Linear, param
 from fjft.models.dropout import dropout
 
 # (Config field, HF config.json key, default). Defaults are HF GPT2Config's.
@@ -188,12 +188,13 @@ class Attention(nnx.Module):
 
   def __call__(self, cfg, x, mask, kv, layer, cache_index, key, dtype):
     b, t, _ = x.shape
-    qkv = self.c_attn(x, dtype).reshape(b, t, 3, cfg.num_heads, cfg.head_dim)
+    # adapters' dropout keys: folded from the attention key at indices its own use avoids
+    qkv = self.c_attn(x, dtype, fold(key, 10)).reshape(b, t, 3, cfg.num_heads, cfg.head_dim)
     q, k, v = (y.squeeze(2) for y in jnp.split(qkv, 3, axis=2))
     k, v, kv = decoder.write_cache(kv, k, v, layer, cache_index)
     ctx = decoder.attend(q, k, v, mask, impl=cfg.attention_impl,
                          dropout_rate=cfg.attention_dropout, key=key)
-    return self.c_proj(ctx.reshape(b, t, cfg.hidden_size), dtype), kv
+    return self.c_proj(ctx.reshape(b, t, cfg.hidden_size), dtype, fold(key, 11)), kv
 
 
 class MLP(nnx.Module):
@@ -206,9 +207,11 @@ class MLP(nnx.Module):
                          std / math.sqrt(2 * cfg.num_layers), stack=stack,
                          rngs=rngs)
 
-  def __call__(self, cfg: Config, x: jax.Array, dtype: jnp.dtype) -> jax.Array:
+  def __call__(self, cfg: Config, x: jax.Array, dtype: jnp.dtype,
+               key: jax.Array | None = None) -> jax.Array:
+    """`key` draws the dropout of adapters on the projections, if any."""
     act = _ACTIVATIONS[cfg.activation_function]
-    return self.c_proj(act(self.c_fc(x, dtype)), dtype)
+    return self.c_proj(act(self.c_fc(x, dtype, fold(key, 0))), dtype, fold(key, 1))
 
 
 class Block(nnx.Module):
@@ -226,7 +229,7 @@ class Block(nnx.Module):
     y, kv = self.attn(cfg, self.ln_1(x, dtype), mask, kv, layer, cache_index,
                       fold(key, 0), dtype)
     x = x + dropout(y, cfg.hidden_dropout, fold(key, 1))
-    y = self.mlp(cfg, self.ln_2(x, dtype), dtype)
+    y = self.mlp(cfg, self.ln_2(x, dtype), dtype, fold(key, 3))
     return x + dropout(y, cfg.hidden_dropout, fold(key, 2)), kv
 
 
@@ -373,6 +376,15 @@ def from_hf(path: str | Path, **runtime_options: Any) -> tuple[Config, Model]:
   """
   cfg = decoder.config_of_folder(Config, path, runtime_options)
   return cfg, _from_tensors(cfg, *decoder.read_hf_tensors(path))
+
+
+# HF's Conv1D stores weights [in, out] (PEFT's fan_in_fan_out=True).
+HF_WEIGHT_IN_FIRST = True
+
+
+def hf_linear_names(cfg: Config) -> dict[str, tuple[str, ...]]:
+  """Each Linear's HF module name (decoder.linear_names)."""
+  return decoder.linear_names(_hf_table(cfg), cfg.num_layers)
 
 
 def to_hf_state_dict(cfg: Config, model_state: Model | nnx.State | Mapping

@@ -45,8 +45,9 @@ from flax import nnx
 
 from fjft.errors import ConfigError
 from fjft.models import decoder
-from fjft.models.decoder import (REQUIRED, Cache, HFTensor, Linear, fold,
-                                 param, same, transpose)
+from fjft.models.decoder import (REQUIRED, Cache, HFTensor, fold, same,
+                                 transpose)
+from fjft.models.linear import Linear, param
 from fjft.models.dropout import dropout
 
 log = logging.getLogger(__name__)
@@ -347,14 +348,16 @@ class Attention(nnx.Module):
                dtype: jnp.dtype):
     b, t, _ = x.shape
     d = cfg.head_dim
-    q = apply_rope(self.q_proj(x, dtype).reshape(b, t, cfg.num_heads, d), *rope)
-    k = apply_rope(self.k_proj(x, dtype).reshape(b, t, cfg.num_kv_heads, d),
-                   *rope)
-    v = self.v_proj(x, dtype).reshape(b, t, cfg.num_kv_heads, d)
+    # adapters' dropout keys: folded from the attention key at indices its own use avoids
+    q = self.q_proj(x, dtype, fold(key, 10)).reshape(b, t, cfg.num_heads, d)
+    q = apply_rope(q, *rope)
+    k = self.k_proj(x, dtype, fold(key, 11)).reshape(b, t, cfg.num_kv_heads, d)
+    k = apply_rope(k, *rope)
+    v = self.v_proj(x, dtype, fold(key, 12)).reshape(b, t, cfg.num_kv_heads, d)
     k, v, kv = decoder.write_cache(kv, k, v, layer, cache_index)
     ctx = decoder.attend(q, k, v, mask, impl=cfg.attention_impl,
                          dropout_rate=cfg.attention_dropout, key=key)
-    return self.o_proj(ctx.reshape(b, t, -1), dtype), kv
+    return self.o_proj(ctx.reshape(b, t, -1), dtype, fold(key, 13)), kv
 
 
 class MLP(nnx.Module):
@@ -370,9 +373,12 @@ class MLP(nnx.Module):
     self.down_proj = Linear(i, (h,), ("mlp", "embed"), bias_out, std,
                             stack=stack, rngs=rngs)
 
-  def __call__(self, x: jax.Array, dtype: jnp.dtype) -> jax.Array:
-    gated = jax.nn.silu(self.gate_proj(x, dtype)) * self.up_proj(x, dtype)
-    return self.down_proj(gated, dtype)
+  def __call__(self, x: jax.Array, dtype: jnp.dtype,
+               key: jax.Array | None = None) -> jax.Array:
+    """`key` draws the dropout of adapters on the projections, if any."""
+    gated = (jax.nn.silu(self.gate_proj(x, dtype, fold(key, 0)))
+             * self.up_proj(x, dtype, fold(key, 1)))
+    return self.down_proj(gated, dtype, fold(key, 2))
 
 
 class Block(nnx.Module):
@@ -390,7 +396,7 @@ class Block(nnx.Module):
     y, kv = self.self_attn(cfg, self.input_layernorm(x, dtype), rope, mask,
                            kv, layer, cache_index, fold(key, 0), dtype)
     x = x + dropout(y, cfg.hidden_dropout, fold(key, 1))
-    y = self.mlp(self.post_attention_layernorm(x, dtype), dtype)
+    y = self.mlp(self.post_attention_layernorm(x, dtype), dtype, fold(key, 3))
     return x + dropout(y, cfg.hidden_dropout, fold(key, 2)), kv
 
 
@@ -579,6 +585,15 @@ def from_hf(path: str | Path, **runtime_options: Any) -> tuple[Config, Model]:
   """
   cfg = decoder.config_of_folder(Config, path, runtime_options)
   return cfg, _from_tensors(cfg, *decoder.read_hf_tensors(path))
+
+
+# HF stores Linear weights [out, in] (PEFT's fan_in_fan_out=False).
+HF_WEIGHT_IN_FIRST = False
+
+
+def hf_linear_names(cfg: Config) -> dict[str, tuple[str, ...]]:
+  """Each Linear's HF module name (decoder.linear_names)."""
+  return decoder.linear_names(_hf_table(cfg), cfg.num_layers)
 
 
 def to_hf_state_dict(cfg: Config, model_state: Model | nnx.State | Mapping
