@@ -18,7 +18,7 @@ from fjft.defaults import lm_config
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, {"steps": 60, "lr": 1e-4})
+  a = config_lib.parse_arg(arg, {"steps": 60, "lr": 0.0, "peft": ""})
   c = lm_config()
   c.name = "translate-es-en"
   c.model.name = "smollm2-135m-instruct"
@@ -39,5 +39,11 @@ def get_config(arg=None):
   c.eval.generate = 100
   c.eval.metrics = "bleu,chrf"
   c.eval.max_new_tokens = 48
-  c.optim.lr = a.lr
+  c.optim.lr = a.lr or 1e-4
+  if a.peft not in ("", "lora"):
+    raise config_lib.ConfigError(f"config arg peft must be '' (full fine-tuning) or 'lora' "
+                                 f"(got {a.peft!r})")
+  if a.peft == "lora":
+    c.peft.method = "lora"
+    c.optim.lr = a.lr or 1e-3   # adapters start at zero and are few: a larger step
   return c

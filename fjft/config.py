@@ -36,6 +36,8 @@ HASHED_WHEN_SET = {
     "optim.freeze": "",
     "optim.lr_groups": "",
 }
+# Groups added later, left out of the hash while their switch field is off.
+GROUPS_HASHED_WHEN_ON = {"peft": ("method", "")}
 
 REQUIRED_FIELDS = ("name", "seed", "model.name", "data.path", "train.steps",
                    "train.batch_size", "optim.lr")
@@ -210,6 +212,9 @@ def canonical_json(config: ml_collections.ConfigDict | dict, *, identity_only: b
       if isinstance(node, dict) and (key in NON_IDENTITY_FIELDS
                                      or node.get(leaf, HASHED_WHEN_SET.get(key)) == HASHED_WHEN_SET[key]):
         node.pop(leaf, None)
+    for group, (switch, off) in GROUPS_HASHED_WHEN_ON.items():
+      if isinstance(d.get(group), dict) and d[group].get(switch, off) == off:
+        d.pop(group)
   # repr of floats is shortest-round-trip since Python 3.1, so 1e-4 hashes the same everywhere.
   return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 

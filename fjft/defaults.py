@@ -67,6 +67,7 @@ def classify_config() -> ml_collections.ConfigDict:
   c.baseline.ngram_max = 2            # TF-IDF word n-grams 1..ngram_max
   c.baseline.C = 10.0                 # inverse regularisation of the logistic regression
 
+  add_peft(c)
   add_mesh(c, types="", labels="")
   return c
 
@@ -143,6 +144,7 @@ def lm_config() -> ml_collections.ConfigDict:
   c.optim.freeze = ""                 # regex over parameter paths: matches do not train
   c.optim.lr_groups = ""              # "<regex>=<lr factor>;...", e.g. "^classifier\\.=10"
 
+  add_peft(c)
   add_mesh(c, kv_heads="tensor", layers="")
   return c
 
@@ -227,8 +229,24 @@ def retrieval_config() -> ml_collections.ConfigDict:
   c.baseline.k1 = 1.2                 # BM25
   c.baseline.b = 0.75
 
+  add_peft(c)
   add_mesh(c, types="", labels="")
   return c
+
+
+def add_peft(c: ml_collections.ConfigDict) -> None:
+  """Parameter-efficient fine-tuning (fjft.adapters): off unless peft.method is set."""
+  c.peft = ml_collections.ConfigDict()
+  c.peft.method = ""                  # "" (full fine-tuning) or "lora"
+  c.peft.rank = 8
+  c.peft.alpha = 16.0                 # the adapter's output is scaled by alpha / rank
+  c.peft.dropout = 0.05               # on each adapter's input, in training
+  # regex over Linear module paths ("layers.3.self_attn.q_proj"): the default wraps every
+  # attention and MLP projection of every family
+  c.peft.target = r"(^|\.)layers\."
+  c.peft.train_also = ""              # regex of other params that train (e.g. "norm")
+  c.peft.quantize = ""                # the frozen base's Linear kernels: "", "int8" or "nf4"
+  c.peft.init_from = ""               # a PEFT adapter folder to start the adapters from
 
 
 def add_mesh(c: ml_collections.ConfigDict, **model_rules: str) -> None:

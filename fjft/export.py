@@ -1,5 +1,6 @@
 """Export a run's best model as a Hugging Face directory (config, safetensors, tokenizer);
-a search embedder as a sentence-transformers folder."""
+a search embedder as a sentence-transformers folder; a LoRA run either merged (those
+formats) or as its adapter alone in the PEFT format (`--format=peft`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
-from fjft import infer
-from fjft import cli
+from fjft import cli, infer, peft_format, rundir
 from fjft.errors import FjftError, exit_on_user_error
 from fjft.models import registry
 from fjft.weights.safetensors_io import write_safetensors
@@ -101,6 +101,44 @@ def export_lm_hf(name_or_path: str, out_dir: str, *, run: bool = False) -> str:
   return out_dir
 
 
+# PEFT's task_type for each kind of run.
+PEFT_TASK_TYPES = {"classify": "SEQ_CLS", "retrieval": "FEATURE_EXTRACTION", "lm": "CAUSAL_LM"}
+
+
+def export_peft(run_dir: str, out_dir: str) -> str:
+  """Writes a LoRA run's adapter (and a classifier's new head) in the PEFT format, for
+  peft.PeftModel.from_pretrained on the run's pretrained model; returns out_dir."""
+  task = infer.task_of(run_dir)
+  if task is None:
+    raise FjftError(f"--run: {run_dir} has no model.json: is it an fjft run directory?")
+  if task == "lm":
+    from fjft import lm as lm_lib
+    lm = lm_lib.load_run(run_dir, merge=False)
+    info = rundir.read_json(os.path.join(run_dir, "model.json"))
+    model, family, cfg, extra = nnx.merge(lm.graphdef, lm.params), lm.family, lm.cfg, {}
+    names, base, tokenizer = family.hf_linear_names(cfg), info["source"], lm.tokenizer
+  else:
+    run = infer.load_run(run_dir, task, merge=False)
+    info, family = run.info, registry.FAMILIES[run.info["family"]]
+    cfg = family.Config.from_hf(info["hf_config"])
+    whole = nnx.merge(run.graphdef, run.params)
+    model, tokenizer = whole.encoder, run.tokenizer
+    names = family.hf_linear_names(cfg, prefixed=task == "classify")
+    extra = {}
+    if task == "classify":
+      extra = {"classifier.weight": np.asarray(whole.classifier.kernel[...]).T,
+               "classifier.bias": np.asarray(whole.classifier.bias[...])}
+    base = registry.resolve(run.config["model"]["name"])[1]
+  structure = info.get("peft_structure")
+  if not structure:
+    raise FjftError(f"--run: {run_dir} is a full fine-tuning run, not a LoRA run: it has no "
+                    "adapter; export it without --format=peft")
+  peft_format.write_adapter(out_dir, model, family, names, structure,
+                            task_type=PEFT_TASK_TYPES[task], base_model=base, extra=extra)
+  tokenizer.save(out_dir)
+  return out_dir
+
+
 def _write_hf_dir(out_dir: str, hf_config: dict, tensors: dict) -> None:
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "config.json"), "w") as f:
@@ -116,6 +154,9 @@ def define_flags():
   flags.DEFINE_string("model", None, "A pretrained decoder: registered name, .gguf file or HF "
                       "folder (e.g. a GGUF converted to the HF format).")
   flags.DEFINE_string("out", None, "Output folder for the Hugging Face model.", required=True)
+  flags.DEFINE_enum("format", "hf", ["hf", "peft"], "hf: the whole model (a LoRA run's "
+                    "adapters merged in); peft: a LoRA run's adapter alone, for "
+                    "peft.PeftModel.from_pretrained.")
 
 
 @exit_on_user_error
@@ -128,6 +169,12 @@ def main(argv):
     out = export_lm_hf(f.model, f.out)
     print(f"wrote a Hugging Face model to {out}: "
           f"transformers.AutoModelForCausalLM.from_pretrained({out!r})")
+    return
+  if f.format == "peft":
+    out = export_peft(f.run, f.out)
+    base = rundir.read_json(os.path.join(out, "adapter_config.json"))
+    print(f"wrote a PEFT LoRA adapter to {out}: peft.PeftModel.from_pretrained(<the "
+          f"transformers model of {base['base_model_name_or_path']}>, {out!r})")
     return
   if infer.task_of(f.run) == "retrieval":
     out = export_sentence_transformers(f.run, f.out)

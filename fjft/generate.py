@@ -26,6 +26,8 @@ if __name__ == "__main__":
   allocator.reexec()  # before anything allocates: see fjft/allocator.py
   flags.DEFINE_string("model", None, "Registered decoder name, .gguf file or HF folder.")
   flags.DEFINE_string("run", None, "A fine-tuned decoder run directory.")
+  flags.DEFINE_string("adapter", None, "With --model: a PEFT LoRA adapter folder (fjft's "
+                      "export --format=peft, or one trained with peft), merged into the model.")
   flags.DEFINE_string("prompt", None, "One prompt.")
   flags.DEFINE_string("input", None, "jsonl of {\"prompt\": ...} or {\"messages\": [...]}.")
   flags.DEFINE_string("output", None, "Output jsonl, one line per prompt.", required=True)
@@ -131,7 +133,9 @@ def main(argv):
     raise FjftError("pass exactly one of --prompt or --input")
   from fjft import lm as lm_lib
   started = time.time()
-  lm = lm_lib.load_run(f.run) if f.run else lm_lib.load_lm(f.model)
+  if f.adapter and not f.model:
+    raise FjftError("--adapter goes with --model (the base model it was trained on)")
+  lm = lm_lib.load_run(f.run) if f.run else lm_lib.load_lm(f.model, adapter=f.adapter)
   records = ([("--prompt", {"prompt": f.prompt})] if f.prompt else read_prompts(f.input))
   sampling = decoding.SamplingConfig(max_new_tokens=f.max_new_tokens, temperature=f.temperature,
                                      top_k=f.top_k, top_p=f.top_p, seed=f.seed)

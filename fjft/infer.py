@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from fjft import rundir
+from fjft import adapters, rundir
 from fjft.checkpoint import abstract_like, restore_best_params
 from fjft.data import batches as batches_lib
 from fjft.data.clean import normalize_text
 from fjft.errors import FjftError
-from fjft.models import registry
+from fjft.models import lora, registry
 from fjft.runner import make_apply_fn, per_example_outputs
 from fjft.step import make_eval_step
 from fjft.tasks import classify, retrieval
@@ -38,6 +38,7 @@ def skeleton(info: dict) -> nnx.Module:
   family = registry.FAMILIES[info["family"]]
   cfg = family.Config.from_hf(info["hf_config"])
   encoder = family.Model(cfg, rngs=nnx.Rngs(0))
+  adapters.apply(encoder, info.get("peft_structure"))
   if info.get("task") == "retrieval":
     return retrieval.Embedder(encoder, info["pooling"], info["normalize"])
   return classify.Classifier(encoder, cfg.hidden_size, len(info["labels"]), 0.0, rngs=nnx.Rngs(0))
@@ -61,8 +62,10 @@ TOOLS = {"classify": "python -m fjft.predict", "lm": "python -m fjft.generate",
          "retrieval": "python -m fjft.embed or python -m fjft.search"}
 
 
-def load_run(run_dir: str, task: str = "classify") -> LoadedRun:
-  """The best checkpoint of an encoder run of `task` ("classify" or "retrieval")."""
+def load_run(run_dir: str, task: str = "classify", *, merge: bool = True) -> LoadedRun:
+  """The best checkpoint of an encoder run of `task` ("classify" or "retrieval"). A LoRA
+  run's adapters (and quantised base) are merged into plain float32 kernels unless
+  `merge` is False (to export the adapters)."""
   if not os.path.isdir(run_dir):
     raise FjftError(f"--run: {run_dir} is not a run directory")
   info_path = os.path.join(run_dir, "model.json")
@@ -77,6 +80,8 @@ def load_run(run_dir: str, task: str = "classify") -> LoadedRun:
   graphdef, abstract_params = nnx.split(abstract)
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_params)
   best_step, params = restore_best_params(run_dir, abstract_like(target))
+  if merge and info.get("peft_structure"):
+    graphdef, params = nnx.split(lora.merge(nnx.merge(graphdef, params)))
   return LoadedRun(run_dir=run_dir, config=config, info=info,
                    tokenizer=Tokenizer.from_dir(os.path.join(run_dir, "tokenizer")),
                    graphdef=graphdef, params=params, best_step=best_step)

@@ -55,9 +55,10 @@ class _CacheInit:
     return importlib.import_module(self.family).init_cache(self.cfg, batch, max_len)
 
 
-def load_lm(name_or_path: str, **runtime) -> LM:
+def load_lm(name_or_path: str, *, adapter: str | None = None, **runtime) -> LM:
   """Loads a pretrained decoder; `runtime` options (scan_layers, remat, attention_impl)
-  go to the model config and are not part of the checkpoint."""
+  go to the model config and are not part of the checkpoint. `adapter`: a PEFT LoRA
+  adapter folder, merged into the weights."""
   kind, path = registry.resolve_lm(name_or_path)
   if kind == "gguf":
     from fjft.weights import gguf_io
@@ -72,17 +73,25 @@ def load_lm(name_or_path: str, **runtime) -> LM:
     family = registry.decoder_family(registry.model_type_of(path), path)
     cfg, model = family.from_hf(path, **runtime)
     tokenizer = Tokenizer.from_dir(path)
+  if adapter:
+    from fjft import adapters
+    adapters.with_peft_adapter(model, family.hf_linear_names(cfg), adapter)
+  source = os.path.abspath(path) + (f" + {os.path.abspath(adapter)}" if adapter else "")
   graphdef, params = nnx.split(model)
-  return LM(family, cfg, graphdef, params, tokenizer, os.path.abspath(path))
+  return LM(family, cfg, graphdef, params, tokenizer, source)
 
 
 
-def load_run(run_dir: str) -> LM:
+def load_run(run_dir: str, *, merge: bool = True) -> LM:
   """The best checkpoint of a fine-tuned decoder run (fjft.lm_runner), ready to run.
 
   Needs only the run directory: the architecture comes from its model.json, the
-  tokenizer from its tokenizer/ folder, the weights from checkpoints/best.
+  tokenizer from its tokenizer/ folder, the weights from checkpoints/best. A LoRA run's
+  adapters (and quantised base) are merged into plain float32 kernels unless `merge` is
+  False (to export the adapters).
   """
+  from fjft import adapters
+  from fjft.models import lora
   import json
 
   from fjft.checkpoint import abstract_like, restore_best_params
@@ -96,9 +105,13 @@ def load_run(run_dir: str) -> LM:
     raise FjftError(f"{run_dir}: a classification run, not a decoder run; use fjft.predict")
   family = importlib.import_module(info["family"])
   cfg = family.Config.from_hf(info["hf_config"], **info.get("runtime", {}))
-  graphdef, abstract = nnx.split(nnx.eval_shape(lambda: family.Model(cfg, rngs=nnx.Rngs(0))))
+  structure = info.get("peft_structure")
+  graphdef, abstract = nnx.split(nnx.eval_shape(
+      lambda: adapters.apply(family.Model(cfg, rngs=nnx.Rngs(0)), structure)))
   import jax
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract)
   _, params = restore_best_params(run_dir, abstract_like(target))
+  if merge and structure:
+    graphdef, params = nnx.split(lora.merge(nnx.merge(graphdef, params)))
   tokenizer = Tokenizer.from_dir(os.path.join(run_dir, "tokenizer"))
   return LM(family, cfg, graphdef, params, tokenizer, os.path.abspath(run_dir))

@@ -17,30 +17,28 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from fjft import adapters
 from fjft import config as config_lib
 from fjft import mesh as mesh_lib
-from fjft import optim, rundir
-from fjft.checkpoint import RunCheckpoints, abstract_like, restore_best_params
+from fjft import rundir
+from fjft.checkpoint import abstract_like, restore_best_params
 from fjft.data import lm_examples, lm_splits
 from fjft.decoding import SamplingConfig, generate
 from fjft.lm import load_lm
 from fjft.logging import RunLogger
-from fjft.loop import LoopState, train_loop
-from fjft.runner import check_attention_impl, hparams, start_run
-from fjft.step import TrainState, make_train_step
+from fjft.loop import train_loop
+from fjft.run_setup import open_run, prepare_training
+from fjft.runner import hparams
 from fjft.tasks import gen_metrics, lm_loss
 
 
 def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   """Trains (or resumes) the run of `config` under `workdir`; returns its results."""
-  check_attention_impl(config.model.attention_impl, config.model.compute_dtype)
-  run_dir, finished = start_run(config, workdir, rerun, say)
+  run_dir, finished, mesh = open_run(config, workdir, rerun, say)
   if finished is not None:
     return finished
   started = time.time()
-  mesh = mesh_lib.make_mesh(config.mesh)
   rules = config.sharding_rules
-  say(f"run {run_dir}\nmesh {mesh_lib.describe(mesh)}")
 
   lm = load_lm(config.model.name, scan_layers=config.model.scan_layers,
                remat=config.model.remat, attention_impl=config.model.attention_impl or None)
@@ -57,12 +55,15 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
       "task": "lm", "family": lm.family.__name__, "hf_config": lm.cfg.to_hf(),
       "source": lm.source, "compute_dtype": config.model.compute_dtype,
       # the parameter layout depends on these (scanned layers are stacked)
-      "runtime": {"scan_layers": config.model.scan_layers, "remat": config.model.remat}})
+      "runtime": {"scan_layers": config.model.scan_layers, "remat": config.model.remat},
+      "peft_structure": adapters.structure(config)})
 
-  graphdef = lm.graphdef
-  shardings = mesh_lib.shardings_for(nnx.get_partition_spec(lm.params), mesh, rules)
-  params = jax.device_put(lm.params, shardings)
-  n_params = sum(x.size for x in jax.tree.leaves(params))
+  model = adapters.apply(nnx.merge(lm.graphdef, lm.params), adapters.structure(config),
+                         config.seed)
+  adapters.load_initial(model, lm.family.hf_linear_names(lm.cfg), config)
+  graphdef, params = nnx.split(model)
+  shardings = mesh_lib.shardings_for(nnx.get_partition_spec(params), mesh, rules)
+  params = jax.device_put(params, shardings)
   dtype = jnp.dtype(config.model.compute_dtype)
 
   def apply_fn(params, batch, dropout_key):
@@ -122,22 +123,9 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
     dev_evaluations.append((out, samples.get("dev")))
     return out
 
-  optimizer = optim.make_optimizer(config.optim, config.train.steps, params)
-  trainable = optim.trainable_mask(params, config.optim.get("freeze", ""))
-  n_trainable = sum(x.size for x, t in zip(jax.tree.leaves(params), jax.tree.leaves(trainable)) if t)
-  lr_at = optim.schedule(config.optim, config.train.steps)
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                     opt_state=jax.jit(optimizer.init)(params))
-  checkpoints = RunCheckpoints(run_dir, config.train.keep_checkpoints)
-  loop_state = LoopState()
-  latest = checkpoints.latest_step()
-  if latest is not None:
-    state, meta = checkpoints.restore(latest, abstract_like(state))
-    loop_state = LoopState.from_meta(meta)
-    say(f"resuming from the checkpoint at step {latest}")
-  train_step = jax.jit(
-      make_train_step(apply_fn, loss_fn, optimizer, config.train.grad_accum,
-                      jax.random.key(config.seed), trainable), donate_argnums=0)
+  training = prepare_training(config, params, run_dir, apply_fn, loss_fn, say,
+                              only=adapters.trainable_regex(config))
+  state, checkpoints = training.state, training.checkpoints
   batches = lm_examples.RowBatches(rows["train"], config.train.batch_size, config.seed)
 
   logger = RunLogger(run_dir, config.train.steps, int(state.step), config.train.progress)
@@ -145,14 +133,15 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   for split, values in baseline.items():
     for at in (0, config.train.steps):
       logger.scalars(at, values, f"baseline/{split}/")
-  say(f"model {config.model.name}: {n_params / 1e6:.1f}M params; training "
+  say(f"model {config.model.name}: {adapters.describe_counts(training.params)}; training "
       f"{config.train.steps} steps of {config.train.batch_size} rows x {config.data.max_length}"
       f" tokens ({len(rows['train'])} rows per epoch)")
   try:
     result = train_loop(
-        state=state, train_step=train_step, batch_at=lambda s: to_device(batches.batch(s)),
-        data_position=batches.position, evaluate=evaluate_dev, checkpoints=checkpoints,
-        logger=logger, train_cfg=config.train, lr_at=lr_at, loop_state=loop_state)
+        state=state, train_step=training.train_step,
+        batch_at=lambda s: to_device(batches.batch(s)), data_position=batches.position,
+        evaluate=evaluate_dev, checkpoints=checkpoints, logger=logger, train_cfg=config.train,
+        lr_at=training.lr_at, loop_state=training.loop_state)
     if result.interrupted:
       raise SystemExit(130)
     best_step, best_params = restore_best_params(run_dir, abstract_like(result.state.params))
@@ -166,7 +155,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
         "baseline": baseline,
         "history": result.loop_state.history,
         "stopped": result.loop_state.stopped,
-        "params": {"total": int(n_params), "trainable": int(n_trainable)},
+        "params": training.params,
         "train_tokens_per_s": (result.steps_run * config.train.batch_size
                                * config.data.max_length / max(result.train_seconds, 1e-9)),
         "wall_seconds": time.time() - started,

@@ -20,35 +20,33 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from fjft import adapters
 from fjft import config as config_lib
 from fjft import embedding
 from fjft import mesh as mesh_lib
-from fjft import optim, rundir
+from fjft import rundir
 from fjft.bm25 import BM25
-from fjft.checkpoint import RunCheckpoints, abstract_like, restore_best_params
+from fjft.checkpoint import abstract_like, restore_best_params
 from fjft.data import batches as batches_lib
 from fjft.data import ir_data
 from fjft.errors import DataError
 from fjft.logging import RunLogger
-from fjft.loop import LoopState, train_loop
+from fjft.loop import train_loop
 from fjft.models import registry
-from fjft.runner import check_attention_impl, hparams, start_run
+from fjft.run_setup import open_run, prepare_training
+from fjft.runner import hparams
 from fjft.search import reciprocal_rank_fusion, top_k, top_k_of_scores
-from fjft.step import TrainState, make_train_step
 from fjft.tasks import ir_metrics, retrieval
 from fjft.tokenizer import Tokenizer
 
 
 def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   """Trains (or resumes) the run of `config` under `workdir`; returns its results."""
-  check_attention_impl(config.model.attention_impl, config.model.compute_dtype)
-  run_dir, finished = start_run(config, workdir, rerun, say)
+  run_dir, finished, mesh = open_run(config, workdir, rerun, say)
   if finished is not None:
     return finished
   started = time.time()
-  mesh = mesh_lib.make_mesh(config.mesh)
   rules = config.sharding_rules
-  say(f"run {run_dir}\nmesh {mesh_lib.describe(mesh)}")
 
   data = ir_data.load_collection(config.data)
   say(ir_data.format_report(data.report))
@@ -63,17 +61,19 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   encoder.cfg = dataclasses.replace(enc_cfg, hidden_dropout=config.model.hidden_dropout,
                                     attention_dropout=config.model.attention_dropout,
                                     attention_impl=config.model.attention_impl or None)
+  adapters.apply(encoder, adapters.structure(config), config.seed)
+  adapters.load_initial(encoder, family.hf_linear_names(enc_cfg, prefixed=False), config)
   model = retrieval.Embedder(encoder, mode, normalize)
   d = config.data
   rundir.write_json(os.path.join(run_dir, "model.json"), {
       "task": "retrieval", "family": enc_cfg.to_hf()["model_type"], "hf_config": enc_cfg.to_hf(),
       "pooling": mode, "normalize": normalize, "compute_dtype": config.model.compute_dtype,
       "query_max_length": d.query_max_length, "query_buckets": list(d.query_buckets),
-      "doc_max_length": d.doc_max_length, "doc_buckets": list(d.doc_buckets)})
+      "doc_max_length": d.doc_max_length, "doc_buckets": list(d.doc_buckets),
+      "peft_structure": adapters.structure(config)})
   graphdef, params = nnx.split(model)
   params = jax.device_put(params, mesh_lib.shardings_for(nnx.get_partition_spec(params), mesh,
                                                          rules))
-  n_params = sum(x.size for x in jax.tree.leaves(params))
 
   docs_enc = embedding.encode_texts(data.doc_texts, tokenizer, d.doc_max_length)
   train_docs_enc = docs_enc
@@ -134,21 +134,6 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   zero_shot = _cached(run_dir, "zero_shot.json", lambda: evaluate_splits(params))
   say("pretrained model (zero-shot): " + _line(zero_shot))
 
-  optimizer = optim.make_optimizer(config.optim, config.train.steps, params)
-  trainable = optim.trainable_mask(params, config.optim.get("freeze", ""))
-  n_trainable = sum(x.size for x, t in zip(jax.tree.leaves(params), jax.tree.leaves(trainable)) if t)
-  lr_at = optim.schedule(config.optim, config.train.steps)
-  opt_state = jax.jit(optimizer.init)(params)
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                     opt_state=opt_state)
-  checkpoints = RunCheckpoints(run_dir, config.train.keep_checkpoints)
-  loop_state = LoopState()
-  latest = checkpoints.latest_step()
-  if latest is not None:
-    state, meta = checkpoints.restore(latest, abstract_like(state))
-    loop_state = LoopState.from_meta(meta)
-    say(f"resuming from the checkpoint at step {latest}")
-
   pairs = PairBatches(data, train_docs_enc, queries_enc, query_row, bm25, tokenizer.pad_id, config)
 
   def apply_fn(params, batch, dropout_key):
@@ -166,10 +151,9 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
     return retrieval.contrastive_loss(q, docs, batch, config.loss.temperature,
                                       config.loss.symmetric)
 
-  train_step = jax.jit(
-      make_train_step(apply_fn, loss_fn, optimizer, config.train.grad_accum,
-                      jax.random.key(config.seed), trainable),
-      donate_argnums=0)
+  training = prepare_training(config, params, run_dir, apply_fn, loss_fn, say,
+                              only=adapters.trainable_regex(config))
+  state, checkpoints = training.state, training.checkpoints
 
   logger = RunLogger(run_dir, config.train.steps, int(state.step), config.train.progress)
   logger.text("config", "```\n" + config_lib.canonical_json(config, identity_only=False) + "\n```")
@@ -177,15 +161,17 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
     for split, metrics in values.items():
       for at in (0, config.train.steps):
         logger.scalars(at, metrics, f"{name}/{split}/")
-  say(f"model {config.model.name}: {n_params / 1e6:.1f}M params, {mode} pooling"
+  say(f"model {config.model.name}: {adapters.describe_counts(training.params)}, {mode} pooling"
       f"{', normalised' if normalize else ''}; training {config.train.steps} steps of "
       f"{config.train.batch_size} queries x {pairs.group} documents "
       f"({len(pairs.pairs)} training pairs)")
   try:
     result = train_loop(
-        state=state, train_step=train_step, batch_at=lambda s: to_device(pairs.batch(s)),
+        state=state, train_step=training.train_step,
+        batch_at=lambda s: to_device(pairs.batch(s)),
         data_position=pairs.position, evaluate=evaluate, checkpoints=checkpoints,
-        logger=logger, train_cfg=config.train, lr_at=lr_at, loop_state=loop_state)
+        logger=logger, train_cfg=config.train, lr_at=training.lr_at,
+        loop_state=training.loop_state)
     if result.interrupted:
       raise SystemExit(130)
     best_step, best_params = restore_best_params(run_dir, abstract_like(result.state.params))
@@ -213,7 +199,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
         "zero_shot": zero_shot,
         "hybrid": out["hybrid"],
         "history": result.loop_state.history,
-        "params": {"trainable": int(n_trainable), "total": int(n_params)},
+        "params": training.params,
         "train_pairs_per_s": (result.steps_run * config.train.batch_size
                               / max(result.train_seconds, 1e-9)),
         "wall_seconds": time.time() - started,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import time
 
 import jax
@@ -15,33 +14,32 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from fjft import adapters
 from fjft import baseline as baseline_lib
 from fjft import config as config_lib
 from fjft import mesh as mesh_lib
-from fjft import optim, rundir
-from fjft.checkpoint import RunCheckpoints, abstract_like, restore_best_params
+from fjft import rundir
+from fjft.checkpoint import abstract_like, restore_best_params
 from fjft.data import batches as batches_lib
 from fjft.data.report import format_report
 from fjft.data.splits import load_classification_splits
-from fjft.errors import ConfigError, FjftError
+from fjft.errors import FjftError
 from fjft.logging import RunLogger
-from fjft.loop import LoopState, train_loop
+from fjft.loop import train_loop
 from fjft.models import registry
-from fjft.step import TrainState, make_eval_step, make_train_step
+from fjft.run_setup import open_run, prepare_training
+from fjft.step import make_eval_step
 from fjft.tasks import classify
 from fjft.tokenizer import Tokenizer
 
 
 def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   """Trains (or resumes) the run of `config` under `workdir`; returns its results."""
-  check_attention_impl(config.model.attention_impl, config.model.compute_dtype)
-  run_dir, finished = start_run(config, workdir, rerun, say)
+  run_dir, finished, mesh = open_run(config, workdir, rerun, say)
   if finished is not None:
     return finished
   started = time.time()
-  mesh = mesh_lib.make_mesh(config.mesh)
   rules = config.sharding_rules
-  say(f"run {run_dir}\nmesh {mesh_lib.describe(mesh)}")
 
   splits = load_classification_splits(config.data)
   say(format_report(splits.report))
@@ -64,33 +62,16 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   rundir.write_json(os.path.join(run_dir, "model.json"), {
       "family": hf_config["model_type"], "hf_config": hf_config, "labels": splits.labels,
       "max_length": config.data.max_length, "buckets": list(config.data.buckets),
-      "compute_dtype": config.model.compute_dtype})
+      "compute_dtype": config.model.compute_dtype,
+      "peft_structure": adapters.structure(config)})
   graphdef, params = nnx.split(model)
   param_shardings = mesh_lib.shardings_for(nnx.get_partition_spec(params), mesh, rules)
   params = jax.device_put(params, param_shardings)
-  n_params = sum(x.size for x in jax.tree.leaves(params))
-
-  optimizer = optim.make_optimizer(config.optim, config.train.steps, params)
-  trainable = optim.trainable_mask(params, config.optim.get("freeze", ""))
-  n_trainable = sum(x.size for x, t in zip(jax.tree.leaves(params), jax.tree.leaves(trainable)) if t)
-  lr_at = optim.schedule(config.optim, config.train.steps)
-  opt_state = jax.jit(optimizer.init)(params)
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
-
-  checkpoints = RunCheckpoints(run_dir, config.train.keep_checkpoints)
-  loop_state = LoopState()
-  latest = checkpoints.latest_step()
-  if latest is not None:
-    state, meta = checkpoints.restore(latest, abstract_like(state))
-    loop_state = LoopState.from_meta(meta)
-    say(f"resuming from the checkpoint at step {latest}")
 
   apply_fn = make_apply_fn(graphdef, config.model.compute_dtype)
-  base_key = jax.random.key(config.seed)
-  train_step = jax.jit(
-      make_train_step(apply_fn, classify.loss_fn, optimizer, config.train.grad_accum, base_key,
-                      trainable),
-      donate_argnums=0)
+  training = prepare_training(config, params, run_dir, apply_fn, classify.loss_fn, say,
+                              only=adapters.trainable_regex(config, new=classify.HEAD_PATTERN))
+  state, checkpoints = training.state, training.checkpoints
   eval_step = jax.jit(make_eval_step(apply_fn, classify.predict_fn))
 
   train_batches = batches_lib.TrainBatches(encoded["train"], config.train.batch_size,
@@ -110,13 +91,15 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   for split, values in baseline.items():
     for at in (0, config.train.steps):
       logger.scalars(at, values, f"baseline/{split}/")
-  say(f"model {config.model.name}: {n_params / 1e6:.1f}M params, {num_labels} labels; "
+  say(f"model {config.model.name}: {adapters.describe_counts(training.params)}, {num_labels} labels; "
       f"training {config.train.steps} steps of {config.train.batch_size} examples")
   try:
     result = train_loop(
-        state=state, train_step=train_step, batch_at=lambda s: to_device(train_batches.batch(s)),
+        state=state, train_step=training.train_step,
+        batch_at=lambda s: to_device(train_batches.batch(s)),
         data_position=train_batches.position, evaluate=evaluate, checkpoints=checkpoints,
-        logger=logger, train_cfg=config.train, lr_at=lr_at, loop_state=loop_state)
+        logger=logger, train_cfg=config.train, lr_at=training.lr_at,
+        loop_state=training.loop_state)
     if result.interrupted:
       raise SystemExit(130)
     best_step, best_params = restore_best_params(run_dir, abstract_like(result.state.params))
@@ -130,7 +113,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
         "dev": dev,
         "baseline": baseline,
         "history": result.loop_state.history,
-        "params": {"trainable": int(n_trainable), "total": int(n_params)},
+        "params": training.params,
         "train_examples_per_s": (result.steps_run * config.train.batch_size
                                  / max(result.train_seconds, 1e-9)),
         "wall_seconds": time.time() - started,
@@ -147,40 +130,21 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   return results
 
 
-def start_run(config, workdir: str, rerun: bool, say) -> tuple[str, dict | None]:
-  """(run dir, its results if it already finished): a finished run is reported, not
-  retrained, unless `rerun`; otherwise the dir is made (or kept, to resume)."""
-  run_dir = rundir.run_dir_for(config, workdir)
-  if rundir.is_finished(run_dir) and not rerun:
-    say(f"run {run_dir} already finished (results.json); pass --rerun to train it again")
-    return run_dir, rundir.read_json(rundir.results_path(run_dir))
-  if rerun and os.path.isdir(run_dir):
-    shutil.rmtree(run_dir)
-  return rundir.prepare(config, workdir), None
-
-
 def build_model(config, family, model_path: str, num_labels: int):
-  """Pretrained encoder + new classification head (seeded by config.seed)."""
+  """Pretrained encoder (with config.peft's adapters) + new classification head (seeded by
+  config.seed)."""
   enc_cfg, encoder = family.from_hf(model_path)
   enc_cfg = dataclasses.replace(enc_cfg, hidden_dropout=config.model.hidden_dropout,
                                 attention_dropout=config.model.attention_dropout,
                                 attention_impl=config.model.attention_impl or None)
   encoder.cfg = enc_cfg
+  adapters.apply(encoder, adapters.structure(config), config.seed)
   model = classify.Classifier(encoder, enc_cfg.hidden_size, num_labels,
                               config.model.classifier_dropout, rngs=nnx.Rngs(config.seed))
+  head = adapters.load_initial(encoder, family.hf_linear_names(enc_cfg), config)
+  if head:   # the adapter's trained head (PEFT's modules_to_save)
+    classify.set_head(model, head, config.peft.init_from)
   return model, enc_cfg.to_hf()
-
-
-def check_attention_impl(impl: str, compute_dtype: str) -> None:
-  """cuDNN's fused attention exists on GPUs only, and only for 16-bit inputs."""
-  if impl != "cudnn":
-    return
-  if jax.default_backend() != "gpu":
-    raise ConfigError(f"model.attention_impl='cudnn' needs a GPU, and this run's devices are"
-                      f" {jax.default_backend()!r}: set model.attention_impl='' (XLA attention)")
-  if jnp.dtype(compute_dtype).itemsize != 2:
-    raise ConfigError(f"model.attention_impl='cudnn' needs a 16-bit model.compute_dtype"
-                      f" (bfloat16 or float16), not {compute_dtype!r}")
 
 
 def make_apply_fn(graphdef, compute_dtype: str):

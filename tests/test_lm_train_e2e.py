@@ -14,24 +14,6 @@ from fjft.errors import DataError
 from tests.conftest import REPO
 
 
-@pytest.fixture(scope="module")
-def tiny_llama_dir(smollm2_gguf, tmp_path_factory):
-  from fjft.models import llama
-  from fjft.tokenizer import Tokenizer
-  from fjft.weights import gguf_io
-  from fjft.weights.safetensors_io import write_safetensors
-  g = gguf_io.read_gguf(smollm2_gguf)
-  out = tmp_path_factory.mktemp("tiny_llama")
-  Tokenizer.from_gguf(g.tokenizer_meta, g.chat_template).save(str(out))
-  cfg = llama.Config(vocab_size=g.hf_config["vocab_size"], hidden_size=32, intermediate_size=64,
-                     num_layers=2, num_heads=4, num_kv_heads=2, max_position_embeddings=256,
-                     tie_word_embeddings=True)
-  write_safetensors(llama.to_hf_state_dict(cfg, llama.init_random(cfg, seed=0)),
-                    str(out / "model.safetensors"))
-  (out / "config.json").write_text(json.dumps(cfg.to_hf()))
-  return str(out)
-
-
 def _chats(path, n):
   topics = ["card", "loan", "refund", "transfer", "pin", "fee"]
   with open(path, "w") as f:

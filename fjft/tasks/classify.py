@@ -51,6 +51,21 @@ class Classifier(nnx.Module):
     return self.classifier(pooled.astype(jnp.float32))
 
 
+def set_head(model: Classifier, tensors: dict, where: str) -> None:
+  """Sets the head from HF-named tensors (classifier.weight [labels, hidden], .bias)."""
+  from fjft.errors import CheckpointError
+  for name, var, value in (("classifier.weight", model.classifier.kernel, "T"),
+                           ("classifier.bias", model.classifier.bias, "")):
+    if name not in tensors:
+      raise CheckpointError(f"{where}: no {name!r} for the classification head")
+    arr = np.asarray(tensors[name], np.float32)
+    arr = arr.T if value == "T" else arr
+    if arr.shape != var.get_value().shape:
+      raise CheckpointError(f"{where}: {name!r} is for a head of shape {arr.shape}; this run's "
+                            f"is {var.get_value().shape} (another number of labels?)")
+    var.set_value(jnp.asarray(arr))
+
+
 def loss_fn(logits, batch):
   """(sum of weighted cross-entropy, sum of weights): padded rows weigh 0."""
   ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), batch["labels"])

@@ -1,0 +1,192 @@
+"""LoRA runs end to end: only adapters (and a new head) train, the base stays bit-identical,
+predict / generate / export work on the run, and its PEFT export loads in `peft` with
+fjft's logits."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from fjft import config as config_lib
+from fjft import infer, lm_runner, runner
+from fjft.models import lora
+from tests.conftest import REPO
+from tests.test_lm_train_e2e import _chats, _config
+
+
+def _classify_config(model_dir, **fields):
+  overrides = [("model.name", model_dir),
+               ("data.path", os.path.join(REPO, "experiments/data/quickstart")),
+               ("train.steps", "6"), ("train.batch_size", "8"), ("train.eval_every", "3"),
+               ("train.checkpoint_every", "3"), ("train.progress", "false"),
+               ("peft.method", "lora"), ("peft.rank", "4"), ("optim.lr", "5e-3")]
+  overrides += list(fields.items())
+  return config_lib.load_config(os.path.join(REPO, "experiments", "quickstart.py"), overrides)
+
+
+@pytest.fixture(scope="module")
+def lora_classifier(tiny_bert_dir, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("lora_cls"))
+  config = _classify_config(tiny_bert_dir)
+  results = runner.run(config, workdir, say=lambda s: None)
+  return config, results, os.path.join(workdir, config_lib.run_name(config))
+
+
+def test_only_adapters_and_head_train(lora_classifier, tiny_bert_dir):
+  from fjft.models import bert
+  _, results, run_dir = lora_classifier
+  _, pretrained = bert.from_hf(tiny_bert_dir)
+  run = infer.load_run(run_dir, merge=False)
+  tuned = nnx.merge(run.graphdef, run.params)
+  adapters = lora.adapters(tuned.encoder)
+  assert len(adapters) == 4 * 2   # q/k/v, output, intermediate, output in each layer
+  n_adapter = sum(a.size + b.size for a, b in adapters.values())
+  n_head = tuned.classifier.kernel[...].size + tuned.classifier.bias[...].size
+  assert results["params"]["trainable"] == n_adapter + n_head
+  assert results["params"]["trainable"] < 0.05 * results["params"]["total"]
+  assert any(float(np.abs(np.asarray(b)).max()) > 0 for _, b in adapters.values())
+  # every base parameter is exactly the pretrained one
+  base = {k: v for k, v in nnx.to_flat_state(nnx.state(tuned.encoder))
+          if k[-1] not in lora.ADAPTER_PARAMS}
+  for k, v in nnx.to_flat_state(nnx.state(pretrained)):
+    assert np.array_equal(np.asarray(base[k].get_value()), np.asarray(v.get_value())), k
+
+
+def test_lora_run_predicts_and_exports_merged_and_peft(lora_classifier, tiny_bert_dir,
+                                                       tmp_path):
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  peft = pytest.importorskip("peft")
+  _, _, run_dir = lora_classifier
+  texts = ["the card arrived broken", "how do I change my pin"]
+  run = infer.load_run(run_dir)   # merged on load
+  assert not lora.adapters(nnx.merge(run.graphdef, run.params))
+  ours = infer.logits_texts(run, texts)
+  probs = infer.predict_texts(run, texts)
+  np.testing.assert_allclose(probs, jax.nn.softmax(ours, -1), atol=1e-5)
+  for fmt in ("hf", "peft"):
+    r = subprocess.run([sys.executable, "-m", "fjft.export", f"--run={run_dir}",
+                        f"--out={tmp_path / fmt}", f"--format={fmt}"],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+  tok = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
+  enc = tok(texts, return_tensors="pt", padding=True)
+  merged = transformers.AutoModelForSequenceClassification.from_pretrained(
+      str(tmp_path / "hf"), dtype=torch.float32).eval()
+  base = transformers.AutoModelForSequenceClassification.from_pretrained(
+      tiny_bert_dir, num_labels=ours.shape[1], dtype=torch.float32)
+  adapted = peft.PeftModel.from_pretrained(base, str(tmp_path / "peft")).eval()
+  with torch.no_grad():
+    for model in (merged, adapted):
+      np.testing.assert_allclose(model(**enc).logits.numpy(), ours, atol=1e-3)
+  config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
+  # "dense" alone would also wrap the pooler, which the run did not adapt: exact names
+  assert config["target_modules"].startswith("^(?:bert\\.encoder\\.layer\\.0\\.")
+  assert "pooler" not in config["target_modules"]
+  assert config["modules_to_save"] == ["classifier"] and config["r"] == 4
+
+
+def test_full_run_has_no_adapter_to_export(tiny_bert_dir, tmp_path):
+  config = _classify_config(tiny_bert_dir, **{"peft.method": "", "train.steps": "3"})
+  runner.run(config, str(tmp_path), say=lambda s: None)
+  run_dir = os.path.join(str(tmp_path), config_lib.run_name(config))
+  r = subprocess.run([sys.executable, "-m", "fjft.export", f"--run={run_dir}",
+                      f"--out={tmp_path / 'x'}", "--format=peft"],
+                     capture_output=True, text=True, cwd=REPO)
+  assert r.returncode != 0 and "Traceback" not in r.stderr
+  assert "is a full fine-tuning run, not a LoRA run" in r.stderr
+
+
+def test_peft_settings_change_the_hash_only_when_on(tiny_bert_dir):
+  full = _classify_config(tiny_bert_dir, **{"peft.method": ""})
+  d = config_lib.to_dict(full)
+  del d["peft"]
+  assert config_lib.config_hash(full) == config_lib.config_hash(d)   # runs made before peft
+  changed = _classify_config(tiny_bert_dir, **{"peft.method": "", "peft.rank": "16"})
+  assert config_lib.config_hash(changed) == config_lib.config_hash(full)
+  assert config_lib.config_hash(_classify_config(tiny_bert_dir)) != config_lib.config_hash(full)
+
+
+@pytest.fixture(scope="module")
+def lora_lm(tiny_llama_dir, tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("lora_lm")
+  data = tmp / "chats.jsonl"
+  _chats(data, 120)
+  c = _config(tiny_llama_dir, data, **{"peft.method": "lora", "peft.rank": "4",
+                                       "peft.dropout": "0.1", "optim.lr": "1e-2",
+                                       "train.steps": "30", "train.eval_every": "15"})
+  return lm_runner.run(c, str(tmp / "runs"), say=lambda *_: None), data
+
+
+def test_lora_lm_run_learns_generates_and_round_trips_through_peft(lora_lm, tiny_llama_dir,
+                                                                   tmp_path):
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  peft = pytest.importorskip("peft")
+  from fjft.lm import load_lm, load_run
+  results, data = lora_lm
+  run = results["run_dir"]
+  # a random 32-wide model learns little through rank-4 adapters, but it does learn
+  assert results["dev"]["loss"] < results["baseline"]["dev"]["loss"] - 0.3
+  assert results["params"]["trainable"] < 0.05 * results["params"]["total"]
+  prompts = tmp_path / "prompts.jsonl"
+  prompts.write_text(json.dumps({"prompt": "question 7 about my loan"}) + "\n")
+  out = tmp_path / "out.jsonl"
+  r = subprocess.run([sys.executable, "-m", "fjft.generate", f"--run={run}", f"--input={prompts}",
+                      f"--output={out}", "--max_new_tokens=8"], capture_output=True, text=True,
+                     cwd=REPO)
+  assert r.returncode == 0, r.stderr
+  from_run = json.loads(out.read_text())["text"]
+  adapter = tmp_path / "adapter"
+  r = subprocess.run([sys.executable, "-m", "fjft.export", f"--run={run}", f"--out={adapter}",
+                      "--format=peft"], capture_output=True, text=True, cwd=REPO)
+  assert r.returncode == 0, r.stderr
+  # the base model + the exported adapter generates what the run generates
+  r = subprocess.run([sys.executable, "-m", "fjft.generate", f"--model={tiny_llama_dir}",
+                      f"--adapter={adapter}", f"--input={prompts}", f"--output={out}",
+                      "--max_new_tokens=8"], capture_output=True, text=True, cwd=REPO)
+  assert r.returncode == 0, r.stderr
+  assert json.loads(out.read_text())["text"] == from_run
+  # peft on the transformers model: the logits of fjft's run
+  ids = np.array([[1, 17, 301, 4000, 25, 9]], np.int32)
+  lm = load_run(run)
+  ours, _ = nnx.merge(lm.graphdef, lm.params)(ids, np.arange(6, dtype=np.int32)[None])
+  hf = transformers.AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
+  tuned = peft.PeftModel.from_pretrained(hf, str(adapter)).eval()
+  with torch.no_grad():
+    theirs = tuned(torch.as_tensor(ids, dtype=torch.long)).logits.numpy()
+  np.testing.assert_allclose(np.asarray(ours), theirs, atol=1e-3)
+  base = load_lm(tiny_llama_dir)
+  plain, _ = nnx.merge(base.graphdef, base.params)(ids, np.arange(6, dtype=np.int32)[None])
+  assert float(np.abs(np.asarray(plain) - np.asarray(ours)).max()) > 1e-2
+
+
+def test_lora_on_an_int8_base_trains_and_continues_from_a_peft_adapter(lora_lm, tiny_llama_dir,
+                                                                       tmp_path):
+  results, data = lora_lm
+  adapter = tmp_path / "adapter"
+  r = subprocess.run([sys.executable, "-m", "fjft.export", f"--run={results['run_dir']}",
+                      f"--out={adapter}", "--format=peft"], capture_output=True, text=True,
+                     cwd=REPO)
+  assert r.returncode == 0, r.stderr
+  c = _config(tiny_llama_dir, data, **{"peft.method": "lora", "peft.rank": "4",
+                                       "peft.quantize": "int8", "peft.init_from": str(adapter),
+                                       "optim.lr": "1e-2", "train.steps": "4",
+                                       "train.eval_every": "2"})
+  again = lm_runner.run(c, str(tmp_path / "runs"), say=lambda *_: None)
+  # it starts where the first run ended (up to int8's error), not from the pretrained model:
+  # its "baseline" is the model it starts from
+  assert abs(again["baseline"]["dev"]["loss"] - results["dev"]["loss"]) < 0.05
+  assert again["baseline"]["dev"]["loss"] < results["baseline"]["dev"]["loss"] - 0.3
+  from fjft.lm import load_run
+  info = json.loads(open(os.path.join(again["run_dir"], "model.json")).read())
+  assert info["peft_structure"]["quantize"] == "int8"
+  lm = load_run(again["run_dir"], merge=False)
+  kernels = [m.kernel.get_value() for _, m in lora.linears(nnx.merge(lm.graphdef, lm.params))
+             if m.quantized]
+  assert kernels and all(str(k.dtype) == "int8" for k in kernels)
