@@ -15,11 +15,11 @@ zero-shot is 43.8 rather than the 33.3 a longer context gives.
 """
 
 from fjft import config as config_lib
-from fjft.defaults import lm_config
+from fjft.defaults import lm_config, set_peft_arg
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, {"steps": 60, "lr": 2e-4})
+  a = config_lib.parse_arg(arg, {"steps": 60, "lr": 0.0, "peft": ""})
   c = lm_config()
   c.name = "shakespeare"
   c.model.name = "smollm2-135m-instruct"
@@ -33,5 +33,5 @@ def get_config(arg=None):
   c.train.eval_every = 30
   c.train.checkpoint_every = 30
   c.train.log_every = 5
-  c.optim.lr = a.lr
+  set_peft_arg(c, a.peft, a.lr, full_lr=2e-4, lora_lr=1e-3)
   return c

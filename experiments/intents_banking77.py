@@ -8,11 +8,11 @@ best dev 0.9273 at step 2000; 45 min wall, niced, sharing the cores with other r
 """
 
 from fjft import config as config_lib
-from fjft.defaults import classify_config
+from fjft.defaults import classify_config, set_peft_arg
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, {"steps": 2000, "lr": 1e-4})
+  a = config_lib.parse_arg(arg, {"steps": 2000, "lr": 0.0, "peft": ""})
   c = classify_config()
   c.name = "banking77"
   c.data.path = "../shared/data/banking77"
@@ -26,6 +26,6 @@ def get_config(arg=None):
   c.train.checkpoint_every = 250
   c.train.patience = 4
   c.train.metric = "accuracy"
-  c.optim.lr = a.lr
+  set_peft_arg(c, a.peft, a.lr, full_lr=1e-4, lora_lr=1e-3)
   c.model.classifier_dropout = 0.1
   return c

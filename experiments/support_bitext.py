@@ -16,11 +16,11 @@ Under the default glibc malloc the same run took 19.1 min (test ROUGE-L 32.96).
 """
 
 from fjft import config as config_lib
-from fjft.defaults import lm_config
+from fjft.defaults import lm_config, set_peft_arg
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, {"steps": 30, "lr": 1e-4})
+  a = config_lib.parse_arg(arg, {"steps": 30, "lr": 0.0, "peft": ""})
   c = lm_config()
   c.name = "support-bitext"
   c.model.name = "smollm2-135m-instruct"
@@ -41,5 +41,5 @@ def get_config(arg=None):
   c.eval.generate = 50
   c.eval.metrics = "rougeL"
   c.eval.max_new_tokens = 128
-  c.optim.lr = a.lr
+  set_peft_arg(c, a.peft, a.lr, full_lr=1e-4, lora_lr=1e-3)
   return c

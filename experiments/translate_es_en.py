@@ -11,10 +11,16 @@ for the fine-tuned model and for the same model zero-shot (the baseline).
 Reached (2 CPU cores, alone): test BLEU 20.85 and chrF 37.17 vs 3.43 and 21.08 zero-shot
 (dev BLEU 22.07 vs 4.39), test perplexity 3.48 vs 7.72; 26.0 min wall. On the 30 sentences
 of experiments/data/translation_other_domains: BLEU 48.8 / chrF 61.7 vs 14.0 / 33.4 zero-shot.
+
+LoRA (`--config=experiments/translate_es_en.py:peft=lora`: rank 8, alpha 16, dropout 0.05
+on every attention and MLP projection, lr 1e-3, 60 steps) trains 2.44M of 137.0M parameters
+(1.78%) and reached test BLEU 18.23 and chrF 33.94 (dev BLEU 17.89), test perplexity 3.82:
+85% of the full fine-tune's BLEU gain over zero-shot (+14.80 vs +17.42). 37.0 min wall,
+8.3 GB peak RSS, sharing the 2 cores with other runs and tests (not a timing to compare).
 """
 
 from fjft import config as config_lib
-from fjft.defaults import lm_config
+from fjft.defaults import lm_config, set_peft_arg
 
 
 def get_config(arg=None):
@@ -39,11 +45,5 @@ def get_config(arg=None):
   c.eval.generate = 100
   c.eval.metrics = "bleu,chrf"
   c.eval.max_new_tokens = 48
-  c.optim.lr = a.lr or 1e-4
-  if a.peft not in ("", "lora"):
-    raise config_lib.ConfigError(f"config arg peft must be '' (full fine-tuning) or 'lora' "
-                                 f"(got {a.peft!r})")
-  if a.peft == "lora":
-    c.peft.method = "lora"
-    c.optim.lr = a.lr or 1e-3   # adapters start at zero and are few: a larger step
+  set_peft_arg(c, a.peft, a.lr, full_lr=1e-4, lora_lr=1e-3)
   return c

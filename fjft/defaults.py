@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from fjft.errors import ConfigError
+
 
 def classify_config() -> ml_collections.ConfigDict:
   """Every field an encoder classification run reads, with the recommended defaults.
@@ -247,6 +249,17 @@ def add_peft(c: ml_collections.ConfigDict) -> None:
   c.peft.train_also = ""              # regex of other params that train (e.g. "norm")
   c.peft.quantize = ""                # the frozen base's Linear kernels: "", "int8" or "nf4"
   c.peft.init_from = ""               # a PEFT adapter folder to start the adapters from
+
+
+def set_peft_arg(c: ml_collections.ConfigDict, peft: str, lr: float, full_lr: float,
+                 lora_lr: float) -> None:
+  """An experiment's `peft` and `lr` config args: peft="" trains every parameter at
+  full_lr, peft="lora" LoRA adapters at lora_lr (they start at zero and are few: a larger
+  step); a non-zero `lr` arg overrides either."""
+  if peft not in ("", "lora"):
+    raise ConfigError(f"config arg peft must be '' (full fine-tuning) or 'lora' (got {peft!r})")
+  c.peft.method = peft
+  c.optim.lr = lr or (lora_lr if peft == "lora" else full_lr)
 
 
 def add_mesh(c: ml_collections.ConfigDict, **model_rules: str) -> None:
