@@ -95,15 +95,19 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
     return embedding.embed_encoded(embed_step, params, docs_enc, eval_bs, d.doc_buckets,
                                    tokenizer.pad_id, to_device)
 
+  # each evaluated split's queries, encoded once
+  split_enc = {}
+  for split in ("dev", "test"):
+    rows = [query_row[q] for q in data.split_queries(split)]
+    split_enc[split] = batches_lib.Encoded(ids=[queries_enc.ids[i] for i in rows],
+                                           labels=queries_enc.labels[rows])
+
   def rank(params, split, docs) -> dict[str, list[str]]:
     """Each query of `split` searches the corpus `docs` (its embeddings under `params`):
     {query id: doc ids, best first}."""
     qids = data.split_queries(split)
-    rows = [query_row[q] for q in qids]
-    sub = batches_lib.Encoded(ids=[queries_enc.ids[i] for i in rows],
-                              labels=queries_enc.labels[rows])
-    queries = embedding.embed_encoded(embed_step, params, sub, eval_bs, d.query_buckets,
-                                      tokenizer.pad_id, to_device)
+    queries = embedding.embed_encoded(embed_step, params, split_enc[split], eval_bs,
+                                      d.query_buckets, tokenizer.pad_id, to_device)
     idx, _ = top_k(queries, docs, ir_metrics.RANK_DEPTH)
     return {q: [data.doc_ids[j] for j in row] for q, row in zip(qids, idx)}
 

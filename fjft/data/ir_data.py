@@ -96,6 +96,21 @@ def detect_format(path: str) -> str:
   raise DataError(f"data.path: {path!r} is not a file or folder")
 
 
+def _cleaned(rows, kind: str, empty_reason: str, bad: dict) -> tuple[dict, dict]:
+  """({id: normalised text}, {id: where}) of (id, text, where) rows, in order; a repeated
+  id or an empty text is a bad row."""
+  texts, wheres = {}, {}
+  for row_id, text, where in rows:
+    text = normalize_text(text)
+    if row_id in texts:
+      readers.bad_row(where, DUPLICATE_ID, f"{kind} id {row_id!r} appears again", **bad)
+    elif not text:
+      readers.bad_row(where, empty_reason, f"{kind} {row_id!r} has no text", **bad)
+    else:
+      texts[row_id], wheres[row_id] = text, where
+  return texts, wheres
+
+
 def load_collection(data_cfg: Any) -> Collection:
   """Reads, cleans, checks and splits data_cfg.path (see the module docstring)."""
   path = data_cfg.path
@@ -112,26 +127,9 @@ def load_collection(data_cfg: Any) -> Collection:
   reader = {"cranfield": _read_cranfield, "beir": _read_beir, "pairs": _read_pairs}[fmt]
   raw = reader(path, data_cfg, bad)
 
-  doc_ids, doc_texts, known_docs = [], [], set()
-  for doc_id, text, where in raw.docs:
-    text = normalize_text(text)
-    if doc_id in known_docs:
-      readers.bad_row(where, DUPLICATE_ID, f"document id {doc_id!r} appears again", **bad)
-    elif not text:
-      readers.bad_row(where, EMPTY_DOCUMENT, f"document {doc_id!r} has no text", **bad)
-    else:
-      doc_ids.append(doc_id)
-      doc_texts.append(text)
-      known_docs.add(doc_id)
-  queries, query_where = {}, {}
-  for qid, text, where in raw.queries:
-    text = normalize_text(text)
-    if qid in queries:
-      readers.bad_row(where, DUPLICATE_ID, f"query id {qid!r} appears again", **bad)
-    elif not text:
-      readers.bad_row(where, EMPTY_QUERY, f"query {qid!r} has no text", **bad)
-    else:
-      queries[qid], query_where[qid] = text, where
+  docs, _ = _cleaned(raw.docs, "document", EMPTY_DOCUMENT, bad)
+  doc_ids, doc_texts, known_docs = list(docs), list(docs.values()), set(docs)
+  queries, query_where = _cleaned(raw.queries, "query", EMPTY_QUERY, bad)
   qrels: dict[str, dict[str, int]] = {}
   for qid, doc_id, gain, where in raw.judgements:
     if qid not in queries:
