@@ -190,3 +190,42 @@ def test_lora_on_an_int8_base_trains_and_continues_from_a_peft_adapter(lora_lm, 
   kernels = [m.kernel.get_value() for _, m in lora.linears(nnx.merge(lm.graphdef, lm.params))
              if m.quantized]
   assert kernels and all(str(k.dtype) == "int8" for k in kernels)
+
+
+def test_lora_search_run_embeds_merged_and_exports_a_feature_extraction_adapter(
+    tiny_bert_dir, tmp_path):
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  peft = pytest.importorskip("peft")
+  from fjft import embedding, retrieval_runner
+  from tests.test_retrieval_e2e import tiny_config, write_beir
+  c = tiny_config(tiny_bert_dir, write_beir(str(tmp_path / "beir")))
+  for k, v in (("peft.method", "lora"), ("peft.rank", "4"), ("optim.lr", "1e-2")):
+    config_lib.set_field(c, k, v)
+  results = retrieval_runner.run(c, str(tmp_path / "runs"), say=lambda s: None)
+  assert results["params"]["trainable"] < 0.05 * results["params"]["total"]
+  run_dir = results["run_dir"]
+  texts = ["what is known about jet noise", "a study of blade stall"]
+  run = embedding.load(run_dir)
+  ours = embedding.embed_texts(run, texts)
+  r = subprocess.run([sys.executable, "-m", "fjft.export", f"--run={run_dir}",
+                      f"--out={tmp_path / 'adapter'}", "--format=peft"],
+                     capture_output=True, text=True, cwd=REPO)
+  assert r.returncode == 0, r.stderr
+  config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+  assert config["task_type"] == "FEATURE_EXTRACTION" and not config["modules_to_save"]
+  tok = transformers.AutoTokenizer.from_pretrained(tiny_bert_dir)
+  base = transformers.AutoModel.from_pretrained(tiny_bert_dir, dtype=torch.float32)
+  model = peft.PeftModel.from_pretrained(base, str(tmp_path / "adapter")).eval()
+  enc = tok(texts, return_tensors="pt", padding=True)
+  with torch.no_grad():
+    hidden = model(**enc).last_hidden_state
+  mask = enc["attention_mask"][..., None].float()
+  if run.info["pooling"] == "mean":
+    theirs = (hidden * mask).sum(1) / mask.sum(1)
+  else:
+    theirs = hidden[:, 0]
+  if run.info["normalize"]:
+    theirs = torch.nn.functional.normalize(theirs, dim=-1)
+  theirs = theirs.numpy()
+  np.testing.assert_allclose(ours, theirs, atol=1e-3)
