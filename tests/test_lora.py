@@ -197,3 +197,21 @@ def test_fused_qkv_adapter_is_three_peft_adapters(tmp_path):
                    attention_mask=torch.ones_like(torch.as_tensor(ids))).last_hidden_state
   ours = model(jnp.asarray(ids, jnp.int32), jnp.ones((1, 7), jnp.int32))[0]
   np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), atol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["int8", "nf4"])
+def test_quantised_matmul_gradient_is_the_dequantised_kernels(kind):
+  from fjft.models import quant
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(3, 5, 64)), jnp.float32)
+  q, s = quant.quantize(jnp.asarray(rng.normal(size=(64, 2, 8)), jnp.float32), kind)
+  w = quant.dequantize(q, s, kind)
+
+  def ours(x):
+    return jnp.sum(jnp.sin(quant.frozen_matmul(x, q, s, kind, jnp.dtype(jnp.float32))))
+
+  def plain(x):
+    return jnp.sum(jnp.sin(jnp.einsum("bti,ijk->btjk", x, w)))
+
+  np.testing.assert_allclose(ours(x), plain(x), rtol=1e-5)
+  np.testing.assert_allclose(jax.grad(ours)(x), jax.grad(plain)(x), atol=1e-5)

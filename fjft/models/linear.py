@@ -61,16 +61,11 @@ class Linear(nnx.Module):
   def __call__(self, x: jax.Array, dtype: jnp.dtype,
                key: jax.Array | None = None) -> jax.Array:
     """`key` draws the adapter's dropout (training only); the base layer has none."""
-    kernel = self.kernel[...]
-    if self.quantized == "int8":
-      # a per-output-channel scale commutes with the matmul: the int8 values go in as
-      # they are and the [tokens, out] result is scaled
-      y = matmul(x, kernel, dtype) * self.kernel_scale[...].astype(dtype)
-    elif self.quantized:
-      y = matmul(x, quant.dequantize(kernel, self.kernel_scale[...], self.quantized, dtype),
-                 dtype)
+    if self.quantized:
+      y = quant.frozen_matmul(x, self.kernel[...], self.kernel_scale[...], self.quantized,
+                              jnp.dtype(dtype))
     else:
-      y = matmul(x, kernel, dtype)
+      y = matmul(x, self.kernel[...], dtype)
     if self.lora_a is not None:
       low = matmul(dropout(x, self.lora_dropout, key), self.lora_a[...], dtype)
       y = y + matmul(low * jnp.asarray(self.lora_scale, dtype), self.lora_b[...], dtype)

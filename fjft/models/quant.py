@@ -10,6 +10,8 @@ Formats of a kernel [in, *out] (one layer's; stacked kernels add a leading layer
 
 from __future__ import annotations
 
+import functools
+import math
 import statistics
 
 import jax
@@ -68,3 +70,53 @@ def dequantize(q: jax.Array, scale: jax.Array, kind: str, dtype=jnp.float32) -> 
   w = jnp.asarray(NF4, dtype)[codes]
   w = w.reshape(w.shape[0] // NF4_BLOCK, NF4_BLOCK, *w.shape[1:]) * scale.astype(dtype)[:, None]
   return w.reshape(codes.shape)
+
+
+def _matmul(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
+  """x [..., in] @ w [in, *out] in `dtype`, tokens flattened (as fjft.models.linear)."""
+  y = jax.lax.dot_general(x.reshape(-1, x.shape[-1]).astype(dtype),
+                          w.reshape(w.shape[0], -1).astype(dtype), (((1,), (0,)), ((), ())))
+  return y.reshape(*x.shape[:-1], *w.shape[1:])
+
+
+def _forward(x, q, scale, kind, dtype):
+  if kind == "int8":
+    # a per-output-channel scale commutes with the matmul: the int8 values go in as they
+    # are and the [tokens, out] result is scaled
+    return _matmul(x, q, dtype) * scale.astype(dtype)
+  return _matmul(x, dequantize(q, scale, kind, dtype), dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def frozen_matmul(x: jax.Array, q: jax.Array, scale: jax.Array, kind: str, dtype) -> jax.Array:
+  """x @ dequantize(q, scale) for a frozen quantised kernel.
+
+  Its gradient flows to x only, and the backward pass dequantises the kernel again: left
+  to autodiff, every layer's dequantised float kernel would be kept from the forward pass
+  to the backward one, more memory than the float model's own weights. (Measured with
+  XLA's memory analysis: that holds under scanned layers; with unrolled layers XLA:CPU
+  still holds every layer's float kernel at once, so quantised runs want scan_layers.)
+  """
+  return _forward(x, q, scale, kind, dtype)
+
+
+def _fwd(x, q, scale, kind, dtype):
+  return _forward(x, q, scale, kind, dtype), (q, scale, jnp.zeros((), x.dtype))
+
+
+def _bwd(kind, dtype, res, dy):
+  q, scale, x_like = res
+  n_out = math.prod(dy.shape[dy.ndim - (q.ndim - 1):])
+  lead = dy.shape[:dy.ndim - (q.ndim - 1)]
+  if kind == "int8":
+    dy, w = dy * scale.astype(dy.dtype), q
+  else:
+    w = dequantize(q, scale, kind, dtype)
+  dx = jax.lax.dot_general(dy.reshape(-1, n_out).astype(dtype),
+                           w.reshape(w.shape[0], -1).astype(dtype),
+                           (((1,), (1,)), ((), ())))
+  return (dx.reshape(*lead, -1).astype(x_like.dtype),
+          np.zeros(q.shape, jax.dtypes.float0), jnp.zeros_like(scale))
+
+
+frozen_matmul.defvjp(_fwd, _bwd)
