@@ -81,6 +81,13 @@ def restore_best_params(run_dir: str, abstract_params):
 
 
 def abstract_like(tree):
-  """ShapeDtypeStructs with the shardings of `tree`, for Orbax restore targets."""
+  """ShapeDtypeStructs with the shardings of `tree`, for Orbax restore targets.
+
+  Orbax lays each array out as its target says, whatever mesh the checkpoint was saved
+  from: that is how a run saved on 8 devices resumes on 2 x 2 x 2 or loads on one. A leaf
+  without a sharding (an abstract tree from eval_shape) goes to this process's first device.
+  """
+  one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), tree)
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None) or one),
+      tree)

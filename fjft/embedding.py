@@ -8,20 +8,24 @@ import numpy as np
 from flax import nnx
 
 from fjft import infer
+from fjft import mesh as mesh_lib
 from fjft.data import batches as batches_lib
 from fjft.data.clean import normalize_text
 from fjft.runner import per_example_outputs
 
 
-def make_embed_step(graphdef, compute_dtype: str):
-  """jit-compiled (params, batch) -> [B, H] float32 embeddings, no dropout."""
+def make_embed_step(graphdef, compute_dtype: str, mesh=None):
+  """jit-compiled (params, batch) -> [B, H] float32 embeddings, no dropout; on a `mesh`,
+  replicated, so every host reads the whole batch's embeddings."""
   dtype = jnp.dtype(compute_dtype)
 
   def embed_step(params, batch):
     model = nnx.merge(graphdef, params)
     return model(batch["input_ids"], batch["attention_mask"], compute_dtype=dtype)
 
-  return jax.jit(embed_step)
+  if mesh is None:
+    return jax.jit(embed_step)
+  return jax.jit(embed_step, out_shardings=mesh_lib.replicated(mesh))
 
 
 def encode_texts(texts: list[str], tokenizer, max_length: int) -> batches_lib.Encoded:

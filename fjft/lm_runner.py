@@ -24,10 +24,11 @@ from fjft import rundir
 from fjft.checkpoint import abstract_like, restore_best_params
 from fjft.data import lm_examples, lm_splits
 from fjft.decoding import SamplingConfig, generate
+from fjft.errors import ConfigError
 from fjft.lm import load_lm
 from fjft.logging import RunLogger
 from fjft.loop import train_loop
-from fjft.run_setup import open_run, prepare_training
+from fjft.run_setup import open_run, place_params, prepare_training
 from fjft.runner import hparams
 from fjft.tasks import gen_metrics, lm_loss
 
@@ -62,27 +63,20 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
                          config.seed)
   adapters.load_initial(model, lm.family.hf_linear_names(lm.cfg), config)
   graphdef, params = nnx.split(model)
-  shardings = mesh_lib.shardings_for(nnx.get_partition_spec(params), mesh, rules)
-  params = jax.device_put(params, shardings)
-  dtype = jnp.dtype(config.model.compute_dtype)
-
-  def apply_fn(params, batch, dropout_key):
-    model = nnx.merge(graphdef, params)
-    return model.features(batch["input_ids"], batch["positions"],
-                          segment_ids=batch["segment_ids"], dropout_key=dropout_key,
-                          compute_dtype=dtype)
-
-  def loss_fn(features, batch):
-    targets, weights = lm_loss.shifted_targets(batch["input_ids"], batch["loss_mask"],
-                                               batch["segment_ids"])
-    return lm_loss.cross_entropy(features, targets, weights)
+  params = place_params(params, mesh, rules, say)
+  apply_fn = make_apply_fn(graphdef, config.model.compute_dtype)
 
   def to_device(batch):
     return mesh_lib.global_batch(batch, mesh, rules)
 
-  eval_step = jax.jit(lambda p, batch: loss_fn(apply_fn(p, batch, None), batch))
+  eval_step = jax.jit(lambda p, batch: loss_fn(apply_fn(p, batch, None), batch),
+                      out_shardings=mesh_lib.replicated(mesh))
 
   metric_names = [m for m in config.eval.metrics.split(",") if m]
+  for name in metric_names:
+    if name not in gen_metrics.METRICS:
+      raise ConfigError(f"config field eval.metrics: unknown metric {name!r} "
+                        f"(known: {', '.join(gen_metrics.METRICS)})")
   prompts = {split: _prompts_and_references(getattr(splits, split)[:config.eval.generate],
                                             tokenizer)
              for split in ("dev", "test")} if metric_names and config.eval.generate else {}
@@ -123,7 +117,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
     dev_evaluations.append((out, samples.get("dev")))
     return out
 
-  training = prepare_training(config, params, run_dir, apply_fn, loss_fn, say,
+  training = prepare_training(config, params, run_dir, apply_fn, loss_fn, say, mesh,
                               only=adapters.trainable_regex(config))
   state, checkpoints = training.state, training.checkpoints
   batches = lm_examples.RowBatches(rows["train"], config.train.batch_size, config.seed)
@@ -154,6 +148,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
         "test": evaluate(best_params, "test"),
         "baseline": baseline,
         "history": result.loop_state.history,
+        "train_loss": result.loop_state.train_loss,
         "stopped": result.loop_state.stopped,
         "params": training.params,
         "train_tokens_per_s": (result.steps_run * config.train.batch_size
@@ -171,6 +166,27 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
     checkpoints.close()
   say(summary(config, results, results_file))
   return results
+
+
+def make_apply_fn(graphdef, compute_dtype: str):
+  """(params, batch, dropout_key) -> the decoder's final features (loss_fn applies the
+  head in vocabulary chunks)."""
+  dtype = jnp.dtype(compute_dtype)
+
+  def apply_fn(params, batch, dropout_key):
+    model = nnx.merge(graphdef, params)
+    return model.features(batch["input_ids"], batch["positions"],
+                          segment_ids=batch["segment_ids"], dropout_key=dropout_key,
+                          compute_dtype=dtype)
+
+  return apply_fn
+
+
+def loss_fn(features, batch):
+  """Summed next-token cross-entropy over the trained tokens, and their count."""
+  targets, weights = lm_loss.shifted_targets(batch["input_ids"], batch["loss_mask"],
+                                             batch["segment_ids"])
+  return lm_loss.cross_entropy(features, targets, weights)
 
 
 def _evaluated_at(step: int, history: list, evaluations: list, samples: dict) -> dict | None:

@@ -33,7 +33,7 @@ from fjft.errors import DataError
 from fjft.logging import RunLogger
 from fjft.loop import train_loop
 from fjft.models import registry
-from fjft.run_setup import open_run, prepare_training
+from fjft.run_setup import open_run, place_params, prepare_training
 from fjft.runner import hparams
 from fjft.search import reciprocal_rank_fusion, top_k, top_k_of_scores
 from fjft.tasks import ir_metrics, retrieval
@@ -72,8 +72,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
       "doc_max_length": d.doc_max_length, "doc_buckets": list(d.doc_buckets),
       "peft_structure": adapters.structure(config)})
   graphdef, params = nnx.split(model)
-  params = jax.device_put(params, mesh_lib.shardings_for(nnx.get_partition_spec(params), mesh,
-                                                         rules))
+  params = place_params(params, mesh, rules, say)
 
   docs_enc = embedding.encode_texts(data.doc_texts, tokenizer, d.doc_max_length)
   train_docs_enc = docs_enc
@@ -88,7 +87,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   def to_device(batch):
     return mesh_lib.global_batch(batch, mesh, rules)
 
-  embed_step = embedding.make_embed_step(graphdef, config.model.compute_dtype)
+  embed_step = embedding.make_embed_step(graphdef, config.model.compute_dtype, mesh)
   eval_bs = config.train.eval_batch_size
 
   def embed_corpus(params) -> np.ndarray:
@@ -155,7 +154,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
     return retrieval.contrastive_loss(q, docs, batch, config.loss.temperature,
                                       config.loss.symmetric)
 
-  training = prepare_training(config, params, run_dir, apply_fn, loss_fn, say,
+  training = prepare_training(config, params, run_dir, apply_fn, loss_fn, say, mesh,
                               only=adapters.trainable_regex(config))
   state, checkpoints = training.state, training.checkpoints
 
@@ -203,6 +202,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
         "zero_shot": zero_shot,
         "hybrid": out["hybrid"],
         "history": result.loop_state.history,
+        "train_loss": result.loop_state.train_loss,
         "params": training.params,
         "train_pairs_per_s": (result.steps_run * config.train.batch_size
                               / max(result.train_seconds, 1e-9)),

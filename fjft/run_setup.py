@@ -12,8 +12,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fjft import config as config_lib
 from fjft import mesh as mesh_lib
-from fjft import optim, rundir
+from fjft import distributed, optim, rundir
 from fjft.checkpoint import RunCheckpoints, abstract_like
 from fjft.errors import ConfigError
 from fjft.loop import LoopState
@@ -27,8 +28,25 @@ def open_run(config, workdir: str, rerun: bool, say) -> tuple[str, dict | None, 
   if finished is not None:
     return run_dir, finished, None
   mesh = mesh_lib.make_mesh(config.mesh)
+  check_batch_sizes(config, mesh)
   say(f"run {run_dir}\nmesh {mesh_lib.describe(mesh)}")
   return run_dir, None, mesh
+
+
+def check_batch_sizes(config, mesh) -> None:
+  """Every batch is split over the mesh axes of the `batch` sharding rule: its rows must
+  divide by their size."""
+  spec = mesh_lib.batch_sharding(mesh, config.sharding_rules).spec
+  axes = spec[0] if spec else None
+  ways = 1
+  for a in ((axes,) if isinstance(axes, str) else tuple(axes or ())):
+    ways *= mesh.shape[a]
+  for field in ("train.batch_size", "train.eval_batch_size"):
+    size = config_lib.get_field(config, field)
+    if size % ways:
+      raise ConfigError(f"config field {field}={size} does not divide into the {ways} batch "
+                        f"shards of the mesh ({mesh_lib.describe(mesh)}, sharding_rules.batch="
+                        f"{config.sharding_rules.batch!r})")
 
 
 def start_run(config, workdir: str, rerun: bool, say) -> tuple[str, dict | None]:
@@ -38,9 +56,11 @@ def start_run(config, workdir: str, rerun: bool, say) -> tuple[str, dict | None]
   if rundir.is_finished(run_dir) and not rerun:
     say(f"run {run_dir} already finished (results.json); pass --rerun to train it again")
     return run_dir, rundir.read_json(rundir.results_path(run_dir))
-  if rerun and os.path.isdir(run_dir):
+  if rerun and os.path.isdir(run_dir) and distributed.is_main():
     shutil.rmtree(run_dir)
-  return rundir.prepare(config, workdir), None
+  run_dir = rundir.prepare(config, workdir)
+  distributed.barrier("run directory ready")  # the other hosts write into it next
+  return run_dir, None
 
 
 def check_attention_impl(impl: str, compute_dtype: str) -> None:
@@ -65,16 +85,37 @@ class Training:
   params: dict                   # {"trainable": n, "total": n}: counts for results.json
 
 
+def place_params(params, mesh, rules, say):
+  """`params` (an nnx.State) laid out on the mesh by their logical axes (config.sharding_rules)."""
+  shardings, uneven = mesh_lib.param_shardings(params, mesh, rules)
+  if uneven:
+    say(f"{len(uneven)} params are not split over every mesh axis their sharding rule names, "
+        f"because the axis size does not divide their dimension (e.g. {uneven[0]})")
+  return jax.device_put(params, shardings)
+
+
 def prepare_training(config, params, run_dir: str, apply_fn: Callable, loss_fn: Callable,
-                     say, *, only: str = "") -> Training:
+                     say, mesh, *, only: str = "") -> Training:
   """The optimizer over the trainable params (optim.freeze; with `only`, just the params it
   matches, e.g. LoRA adapters and a new head), the train state, resumed from the run's last
-  checkpoint when there is one, and the jitted train step."""
+  checkpoint when there is one, and the jitted train step.
+
+  `params` are placed on `mesh` (place_params); the optimizer state is laid out like the
+  params it tracks (split over fsdp with them), and the step keeps every layout in place.
+  """
   trainable = optim.trainable_mask(params, config.optim.get("freeze", ""), only)
   trained = optim.split_trainable(params, trainable)[0]
   optimizer = optim.make_optimizer(config.optim, config.train.steps, trained)
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                     opt_state=init_opt_state(optimizer, params, trainable))
+  everywhere = mesh_lib.replicated(mesh)
+  opt_shardings = optax.tree_map_params(
+      optimizer, lambda _, s: s, jax.eval_shape(optimizer.init, trained),
+      jax.tree.map(lambda x: x.sharding, trained), transform_non_params=lambda _: everywhere)
+  state = TrainState(step=jax.device_put(jnp.zeros((), jnp.int32), everywhere), params=params,
+                     opt_state=init_opt_state(optimizer, params, trainable, opt_shardings))
+  state_shardings = jax.tree.map(lambda x: x.sharding, state)
+  say(f"per device: params {_gib(mesh_lib.bytes_per_device(state.params))}, optimizer state "
+      f"{_gib(mesh_lib.bytes_per_device(state.opt_state))} (of {_gib(_bytes(state.params))} "
+      f"and {_gib(_bytes(state.opt_state))} in all)")
   checkpoints = RunCheckpoints(run_dir, config.train.keep_checkpoints)
   loop_state = LoopState()
   latest = checkpoints.latest_step()
@@ -85,7 +126,15 @@ def prepare_training(config, params, run_dir: str, apply_fn: Callable, loss_fn: 
   train_step = jax.jit(
       make_train_step(apply_fn, loss_fn, optimizer, config.train.grad_accum,
                       jax.random.key(config.seed), trainable),
-      donate_argnums=0)
+      out_shardings=(state_shardings, everywhere), donate_argnums=0)
   counts = {"trainable": optim.count(params, trainable), "total": optim.count(params)}
   return Training(state, train_step, loop_state, checkpoints,
                   optim.schedule(config.optim, config.train.steps), counts)
+
+
+def _bytes(tree) -> int:
+  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
+
+
+def _gib(n: int) -> str:
+  return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"

@@ -27,7 +27,7 @@ from fjft.errors import FjftError
 from fjft.logging import RunLogger
 from fjft.loop import train_loop
 from fjft.models import registry
-from fjft.run_setup import open_run, prepare_training
+from fjft.run_setup import open_run, place_params, prepare_training
 from fjft.step import make_eval_step
 from fjft.tasks import classify
 from fjft.tokenizer import Tokenizer
@@ -65,14 +65,15 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
       "compute_dtype": config.model.compute_dtype,
       "peft_structure": adapters.structure(config)})
   graphdef, params = nnx.split(model)
-  param_shardings = mesh_lib.shardings_for(nnx.get_partition_spec(params), mesh, rules)
-  params = jax.device_put(params, param_shardings)
+  params = place_params(params, mesh, rules, say)
 
   apply_fn = make_apply_fn(graphdef, config.model.compute_dtype)
-  training = prepare_training(config, params, run_dir, apply_fn, classify.loss_fn, say,
+  training = prepare_training(config, params, run_dir, apply_fn, classify.loss_fn, say, mesh,
                               only=adapters.trainable_regex(config, new=classify.HEAD_PATTERN))
   state, checkpoints = training.state, training.checkpoints
-  eval_step = jax.jit(make_eval_step(apply_fn, classify.predict_fn))
+  # Outputs replicated: every host reads the whole batch's predictions.
+  eval_step = jax.jit(make_eval_step(apply_fn, classify.predict_fn),
+                      out_shardings=mesh_lib.replicated(mesh))
 
   train_batches = batches_lib.TrainBatches(encoded["train"], config.train.batch_size,
                                            config.data.buckets, tokenizer.pad_id, config.seed)
@@ -113,6 +114,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
         "dev": dev,
         "baseline": baseline,
         "history": result.loop_state.history,
+        "train_loss": result.loop_state.train_loss,
         "params": training.params,
         "train_examples_per_s": (result.steps_run * config.train.batch_size
                                  / max(result.train_seconds, 1e-9)),

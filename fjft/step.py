@@ -69,10 +69,12 @@ def make_train_step(apply_fn: Callable, loss_fn: Callable, optimizer: optax.Grad
   return train_step
 
 
-def init_opt_state(optimizer: optax.GradientTransformation, params, trainable=None):
-  """The optimizer state of a fresh run: over the trained part of `params` only."""
+def init_opt_state(optimizer: optax.GradientTransformation, params, trainable=None,
+                   shardings=None):
+  """The optimizer state of a fresh run: over the trained part of `params` only, laid out
+  by `shardings` (a tree like the state; None lets XLA choose)."""
   trained = params if trainable is None else optim.split_trainable(params, trainable)[0]
-  return jax.jit(optimizer.init)(trained)
+  return jax.jit(optimizer.init, out_shardings=shardings)(trained)
 
 
 def make_eval_step(apply_fn: Callable, predict_fn: Callable):
