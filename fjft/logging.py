@@ -17,6 +17,7 @@ class RunLogger:
     self.enabled = jax.process_index() == 0
     self.writer = None
     self.bar = None
+    self._last_time, self._last_step = time.time(), start_step
     if not self.enabled:
       return
     from tensorboardX import SummaryWriter  # heavy import kept off the module import path
@@ -25,7 +26,6 @@ class RunLogger:
       from tqdm import tqdm
       self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
                       file=sys.stderr, smoothing=0.1)
-    self._last_time, self._last_step = time.time(), start_step
 
   def text(self, tag: str, value: str, step: int = 0) -> None:
     if self.writer:

@@ -13,6 +13,8 @@ import time
 from typing import Callable
 
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 
 from fjft.errors import FjftError
 
@@ -27,6 +29,7 @@ class LoopState:
   best_step: int | None = None
   bad_evals: int = 0
   history: list = dataclasses.field(default_factory=list)   # [{"step", dev metrics...}]
+  train_loss: list = dataclasses.field(default_factory=list)   # [[step, loss]] at log steps
   stopped: str | None = None   # "steps" | "early_stopping" once finished
 
   def to_meta(self, data_position: dict) -> dict:
@@ -80,24 +83,27 @@ def train_loop(*, state, train_step: Callable, batch_at: Callable[[int], dict],
   start_step, pending, interrupted = step, None, None
   t0 = time.time()
 
+  def flush():
+    nonlocal pending
+    if pending is not None:
+      _log_train(logger, pending, lr_at, train_cfg.batch_size, loop_state)
+      pending = None
+
   def save(s, st):
+    flush()  # the checkpoint's meta then holds every logged loss up to s; saving waits anyway
     checkpoints.save(s, st, loop_state.to_meta(data_position(s)))
 
   with StopSignal() as stop:
     while step < total and loop_state.stopped is None:
       state, metrics = train_step(state, batch_at(step))
       step += 1
-      if pending is not None:  # previous step's metrics: finished, so reading them is free
-        _log_train(logger, pending, lr_at, train_cfg.batch_size)
-        pending = None
+      flush()  # the previous step's metrics: finished, so reading them is free
       if step % train_cfg.log_every == 0 or step == total:
         pending = (step, metrics)
       logger.advance(step)
 
       if step % train_cfg.eval_every == 0 or step == total:
-        if pending is not None:
-          _log_train(logger, pending, lr_at, train_cfg.batch_size)
-          pending = None
+        flush()
         dev = evaluate(state.params)
         _record_eval(loop_state, step, dev, train_cfg, logger)
         if loop_state.best_step == step:
@@ -113,21 +119,37 @@ def train_loop(*, state, train_step: Callable, batch_at: Callable[[int], dict],
       elif step % train_cfg.checkpoint_every == 0:
         save(step, state)
 
-      if stop.received and loop_state.stopped is None:
-        interrupted = stop.received
+      received = _agreed_stop(stop, step, train_cfg.log_every)
+      if received and loop_state.stopped is None:
+        interrupted = received
         save(step, state)
         logger.message(f"{interrupted}: saved a checkpoint at step {step}; "
                        "run the same command again to resume")
         break
-  if pending is not None:
-    _log_train(logger, pending, lr_at, train_cfg.batch_size)
+  flush()
   return LoopResult(state=state, loop_state=loop_state, interrupted=interrupted,
                     train_seconds=time.time() - t0, steps_run=step - start_step)
 
 
-def _log_train(logger, pending, lr_at, batch_size):
+def _agreed_stop(stop: StopSignal, step: int, every: int) -> str | None:
+  """The stop signal's name once every process knows of it, else None.
+
+  With several processes, SIGTERM may reach one host a step before another, and a host
+  that stopped alone would leave the others waiting in a collective: every `every` steps
+  the hosts share their flags (a small all-gather), and all stop if any was signalled.
+  """
+  if jax.process_count() == 1:
+    return stop.received
+  if step % every:
+    return None
+  flags = multihost_utils.process_allgather(np.int32(stop.received is not None))
+  return (stop.received or "a stop signal on another host") if np.any(flags) else None
+
+
+def _log_train(logger, pending, lr_at, batch_size, loop_state: LoopState):
   step, metrics = pending
   values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+  loop_state.train_loss.append([step, values["loss"]])
   if not math.isfinite(values["loss"]):
     raise FjftError(f"the training loss became {values['loss']} by step {step}: lower optim.lr, "
                     "keep optim.clip_norm > 0, or check the data for broken labels")
