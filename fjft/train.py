@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from fjft import allocator, cli, run
+from fjft import allocator, cli, distributed, run
 from fjft.errors import exit_on_user_error
 
 cli.define_config_flag()
 flags.DEFINE_bool("rerun", False, "Train again even if this config's run already finished.")
+flags.DEFINE_bool("distributed", False,
+                  "Join the other processes of a multi-host job first (fjft/distributed.py; "
+                  "the launch/ scripts pass it).")
 
 
 @exit_on_user_error
 def main(argv):
   cli.begin(argv)
   config = cli.load_config_from_flags()
-  run.run(config, flags.FLAGS.workdir, rerun=flags.FLAGS.rerun)
+  if flags.FLAGS.distributed:
+    distributed.initialize()
+  say = print if distributed.is_main() else (lambda *_: None)
+  run.run(config, flags.FLAGS.workdir, rerun=flags.FLAGS.rerun, say=say)
 
 
 if __name__ == "__main__":
