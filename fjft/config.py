@@ -38,6 +38,11 @@ HASHED_WHEN_SET = {
 }
 # Groups added later, left out of the hash while their switch field is off.
 GROUPS_HASHED_WHEN_ON = {"peft": ("method", "")}
+# Fields hashed as this fixed value whatever they are set to. The mesh lays the same
+# computation out over the devices (results agree to float rounding, as across device
+# counts, which are not hashed either): a run keeps its name, and resumes, on another
+# mesh. Hashing the old default rather than dropping the field keeps earlier runs' names.
+HASHED_AS = {"mesh": {"data": -1, "fsdp": 1, "tensor": 1}}
 
 REQUIRED_FIELDS = ("name", "seed", "model.name", "data.path", "train.steps",
                    "train.batch_size", "optim.lr")
@@ -215,6 +220,9 @@ def canonical_json(config: ml_collections.ConfigDict | dict, *, identity_only: b
     for group, (switch, off) in GROUPS_HASHED_WHEN_ON.items():
       if isinstance(d.get(group), dict) and d[group].get(switch, off) == off:
         d.pop(group)
+    for key, value in HASHED_AS.items():
+      if key in d:
+        d[key] = value
   # repr of floats is shortest-round-trip since Python 3.1, so 1e-4 hashes the same everywhere.
   return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
