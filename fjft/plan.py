@@ -1,0 +1,109 @@
+"""python -m fjft.plan --config=experiments/<file>.py[:arg] [--devices=1,8,64]
+
+What one device holds of a run's training state under a data-parallel mesh (data=N) and a
+fully sharded one (fsdp=N): params, gradients and AdamW state, in bytes, computed from
+the shapes and the config's sharding rules (nothing is placed on a device, any number of
+devices can be asked about). Activations are not counted: they grow with the batch per
+device and shrink with model.remat.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import optax
+from absl import app, flags
+from flax import nnx
+from jax.sharding import PartitionSpec
+
+from fjft import adapters, cli, optim
+from fjft import mesh as mesh_lib
+from fjft.errors import ConfigError, exit_on_user_error
+
+cli.define_config_flag()
+flags.DEFINE_string("devices", "1,8,64", "Device counts to plan for, comma-separated.")
+
+
+def model_params(config):
+  """(params as the run builds them, with config.peft's adapters; the regex of the params
+  a LoRA run trains, "" for all)."""
+  task = config.get("task")
+  structure = adapters.structure(config)
+  if task == "lm":
+    from fjft.lm import load_lm
+    lm = load_lm(config.model.name, scan_layers=config.model.scan_layers)
+    model = adapters.apply(nnx.merge(lm.graphdef, lm.params), structure, config.seed)
+    return nnx.split(model)[1], adapters.trainable_regex(config)
+  from fjft.models import registry
+  family, path = registry.resolve(config.model.name)
+  if task == "retrieval":
+    _, encoder = family.from_hf(path)
+    adapters.apply(encoder, structure, config.seed)
+    return nnx.split(encoder)[1], adapters.trainable_regex(config)
+  from fjft import runner
+  from fjft.data.splits import load_classification_splits
+  from fjft.tasks import classify
+  labels = load_classification_splits(config.data).labels
+  model, _ = runner.build_model(config, family, path, len(labels))
+  return nnx.split(model)[1], adapters.trainable_regex(config, new=classify.HEAD_PATTERN)
+
+
+def per_device_bytes(config, params, only: str, axis_sizes: dict) -> dict[str, int]:
+  """{"params", "grads", "optimizer", "total"}: one device's bytes on a mesh of
+  `axis_sizes` (e.g. {"data": 1, "fsdp": 8, "tensor": 1})."""
+  rules = config.sharding_rules
+  sizes = {a: int(axis_sizes.get(a, 1)) for a in mesh_lib.AXES}
+
+  def leaf_bytes(spec, x):
+    wanted = mesh_lib.logical_to_mesh_spec(spec, rules) if spec is not None else PartitionSpec()
+    block = mesh_lib.shard_shape(x.shape, mesh_lib.fit_spec(wanted, x.shape, sizes), sizes)
+    return math.prod(block) * x.dtype.itemsize
+
+  nbytes = jax.tree.map(leaf_bytes, nnx.get_partition_spec(params), params,
+                        is_leaf=lambda x: isinstance(x, PartitionSpec) or x is None)
+  trainable = optim.trainable_mask(params, config.optim.get("freeze", ""), only)
+  trained = optim.split_trainable(params, trainable)[0]
+  trained_bytes = optim.split_trainable(nbytes, trainable)[0]
+  optimizer = optim.make_optimizer(config.optim, config.train.steps, trained)
+  opt = optax.tree_map_params(
+      optimizer, lambda _, b: b, jax.eval_shape(optimizer.init, trained), trained_bytes,
+      transform_non_params=lambda x: x.size * x.dtype.itemsize)
+  out = {"params": sum(jax.tree.leaves(nbytes)), "grads": sum(jax.tree.leaves(trained_bytes)),
+         "optimizer": sum(jax.tree.leaves(opt))}
+  out["total"] = sum(out.values())
+  return out
+
+
+def table(config, devices: list[int]) -> str:
+  params, only = model_params(config)
+  rows = ["| devices | mesh | params | grads | AdamW state | total per device |",
+          "|---|---|---|---|---|---|"]
+  for n in devices:
+    for name, axes in (("data", {"data": n}), ("fsdp", {"fsdp": n})):
+      if n == 1 and name == "fsdp":
+        continue  # one device: both meshes are the same
+      b = per_device_bytes(config, params, only, axes)
+      rows.append(f"| {n} | {name}={n} | " + " | ".join(
+          _gib(b[k]) for k in ("params", "grads", "optimizer", "total")) + " |")
+  return "\n".join(rows)
+
+
+def _gib(n: int) -> str:
+  return f"{n / 2**30:.2f} GiB" if n >= 2**29 else f"{n / 2**20:.1f} MiB"
+
+
+@exit_on_user_error
+def main(argv):
+  cli.begin(argv)
+  config = cli.load_config_from_flags()
+  try:
+    devices = [int(x) for x in flags.FLAGS.devices.split(",") if x]
+  except ValueError:
+    raise ConfigError(f"--devices: comma-separated integers, not {flags.FLAGS.devices!r}") from None
+  print(f"{config.name} ({config.model.name}): bytes per device, activations not counted")
+  print(table(config, devices))
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.flags_parser)
