@@ -1,13 +1,16 @@
 """Shared fixtures: a tiny random BERT in Hugging Face layout, and paths to real data."""
 
 import json
+import logging
 import os
 import shutil
+import sys
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+QUICKSTART = os.path.join(REPO, "experiments", "quickstart.py")
 
 
 def minilm_dir():
@@ -83,3 +86,42 @@ def tiny_llama_dir(smollm2_gguf, tmp_path_factory):
                     str(out / "model.safetensors"))
   (out / "config.json").write_text(json.dumps(cfg.to_hf()))
   return str(out)
+
+
+def overrides(model_dir):
+  """The quickstart, shrunk to 12 steps of 8 on a tiny model: a real run in seconds."""
+  return [("model.name", model_dir), ("data.path", os.path.join(REPO, "experiments/data/quickstart")),
+          ("train.steps", "12"), ("train.batch_size", "8"), ("train.eval_every", "4"),
+          ("train.checkpoint_every", "2"), ("train.log_every", "2"), ("train.progress", "false"),
+          ("train.eval_batch_size", "64"), ("optim.lr", "1e-3")]
+
+
+def cli_args(model_dir, workdir, main=(sys.executable, "-m", "fjft.train")):
+  return ([*main, f"--config={QUICKSTART}", f"--workdir={workdir}"]
+          + [f"--config.{k}={v}" for k, v in overrides(model_dir)])
+
+
+@pytest.fixture(scope="session")
+def finished_run(tiny_bert_dir, tmp_path_factory):
+  """(config, workdir, results, jax log lines) of the `overrides` run, trained in this
+  process on one device: the reference that resumed and multi-process runs must match."""
+  from fjft import config as config_lib
+  from fjft import runner
+  workdir = str(tmp_path_factory.mktemp("runs"))
+  config = config_lib.load_config(QUICKSTART, overrides(tiny_bert_dir))
+  records = []
+
+  class Grab(logging.Handler):
+    def emit(self, record):
+      records.append(record.getMessage())
+
+  import jax
+  handler = Grab()
+  logging.getLogger("jax").addHandler(handler)
+  jax.config.update("jax_log_compiles", True)
+  try:
+    results = runner.run(config, workdir, say=lambda s: None)
+  finally:
+    jax.config.update("jax_log_compiles", False)
+    logging.getLogger("jax").removeHandler(handler)
+  return config, workdir, results, records

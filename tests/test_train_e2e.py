@@ -1,7 +1,6 @@
 """A real run end to end on a tiny random BERT: run dir, results, resume, predict, export."""
 
 import json
-import logging
 import os
 import random
 import signal
@@ -15,43 +14,7 @@ import pytest
 
 from fjft import config as config_lib
 from fjft import runner
-from tests.conftest import REPO
-
-QUICKSTART = os.path.join(REPO, "experiments", "quickstart.py")
-
-
-def overrides(model_dir):
-  return [("model.name", model_dir), ("data.path", os.path.join(REPO, "experiments/data/quickstart")),
-          ("train.steps", "12"), ("train.batch_size", "8"), ("train.eval_every", "4"),
-          ("train.checkpoint_every", "2"), ("train.log_every", "2"), ("train.progress", "false"),
-          ("train.eval_batch_size", "64"), ("optim.lr", "1e-3")]
-
-
-def cli_args(model_dir, workdir):
-  return ([sys.executable, "-m", "fjft.train", f"--config={QUICKSTART}", f"--workdir={workdir}"]
-          + [f"--config.{k}={v}" for k, v in overrides(model_dir)])
-
-
-@pytest.fixture(scope="module")
-def finished_run(tiny_bert_dir, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("runs"))
-  config = config_lib.load_config(QUICKSTART, overrides(tiny_bert_dir))
-  records = []
-
-  class Grab(logging.Handler):
-    def emit(self, record):
-      records.append(record.getMessage())
-
-  import jax
-  handler = Grab()
-  logging.getLogger("jax").addHandler(handler)
-  jax.config.update("jax_log_compiles", True)
-  try:
-    results = runner.run(config, workdir, say=lambda s: None)
-  finally:
-    jax.config.update("jax_log_compiles", False)
-    logging.getLogger("jax").removeHandler(handler)
-  return config, workdir, results, records
+from tests.conftest import QUICKSTART, REPO, cli_args
 
 
 def _last_state(run_dir):
