@@ -92,6 +92,28 @@ def join_trainable(trained, frozen):
                       is_leaf=lambda x: x is None)
 
 
+def like_params(state, params, values, other):
+  """A tree shaped like the optimizer `state`: a leaf that tracks a param (AdamW's moments:
+  its key path ends with the param's path, and the shapes agree) gets that param's entry
+  of `values` (a tree like `params`); any other leaf (a step count) gets other(leaf).
+
+  Matching by path holds through optax's chains, masks and multi_transform, whose states
+  nest the params' tree under their own keys.
+  """
+  by_path = {}
+  for (path, p), v in zip(jax.tree_util.tree_flatten_with_path(params)[0], jax.tree.leaves(values)):
+    by_path[tuple(path)] = (p.shape, v)
+
+  def pick(path, leaf):
+    for start in range(len(path)):
+      hit = by_path.get(tuple(path[start:]))
+      if hit is not None and hit[0] == leaf.shape:
+        return hit[1]
+    return other(leaf)
+
+  return jax.tree_util.tree_map_with_path(pick, state)
+
+
 def count(params, mask=None) -> int:
   """Number of parameters (numbers, not arrays), or of the trainable ones given `mask`."""
   leaves = jax.tree.leaves(params)

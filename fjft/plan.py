@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 import jax
-import optax
 from absl import app, flags
 from flax import nnx
 from jax.sharding import PartitionSpec
@@ -66,9 +65,8 @@ def per_device_bytes(config, params, only: str, axis_sizes: dict) -> dict[str, i
   trained = optim.split_trainable(params, trainable)[0]
   trained_bytes = optim.split_trainable(nbytes, trainable)[0]
   optimizer = optim.make_optimizer(config.optim, config.train.steps, trained)
-  opt = optax.tree_map_params(
-      optimizer, lambda _, b: b, jax.eval_shape(optimizer.init, trained), trained_bytes,
-      transform_non_params=lambda x: x.size * x.dtype.itemsize)
+  opt = optim.like_params(jax.eval_shape(optimizer.init, trained), trained, trained_bytes,
+                         lambda x: x.size * x.dtype.itemsize)
   out = {"params": sum(jax.tree.leaves(nbytes)), "grads": sum(jax.tree.leaves(trained_bytes)),
          "optimizer": sum(jax.tree.leaves(opt))}
   out["total"] = sum(out.values())

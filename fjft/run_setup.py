@@ -107,9 +107,9 @@ def prepare_training(config, params, run_dir: str, apply_fn: Callable, loss_fn: 
   trained = optim.split_trainable(params, trainable)[0]
   optimizer = optim.make_optimizer(config.optim, config.train.steps, trained)
   everywhere = mesh_lib.replicated(mesh)
-  opt_shardings = optax.tree_map_params(
-      optimizer, lambda _, s: s, jax.eval_shape(optimizer.init, trained),
-      jax.tree.map(lambda x: x.sharding, trained), transform_non_params=lambda _: everywhere)
+  opt_shardings = optim.like_params(jax.eval_shape(optimizer.init, trained), trained,
+                                    jax.tree.map(lambda x: x.sharding, trained),
+                                    lambda _: everywhere)
   state = TrainState(step=jax.device_put(jnp.zeros((), jnp.int32), everywhere), params=params,
                      opt_state=init_opt_state(optimizer, params, trainable, opt_shardings))
   state_shardings = jax.tree.map(lambda x: x.sharding, state)

@@ -147,3 +147,22 @@ def test_a_run_with_frozen_embeddings_and_a_fast_head(tiny_bert_dir, tmp_path):
   after = jax.tree.leaves(run.params["encoder"]["embeddings"])
   for a, b in zip(before, after):
     assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_optimizer_state_leaves_follow_their_params_through_lr_groups():
+  """optim.like_params finds each AdamW moment's param under multi_transform's nesting
+  (run_setup lays the optimizer state out like the params with it)."""
+  import jax
+  import jax.numpy as jnp
+  from fjft import optim
+  from fjft.defaults import classify_config
+  params = {"body": {"kernel": jnp.zeros((4, 3))}, "head": {"kernel": jnp.zeros((3, 2))}}
+  cfg = classify_config().optim
+  cfg.lr_groups = r"^head\.=10"
+  optimizer = optim.make_optimizer(cfg, 10, params)
+  state = jax.eval_shape(optimizer.init, params)
+  tagged = optim.like_params(state, params, {"body": {"kernel": "B"}, "head": {"kernel": "H"}},
+                             lambda _: "-")
+  leaves = jax.tree.leaves(tagged)
+  assert leaves.count("B") == 2 and leaves.count("H") == 2, leaves   # mu and nu of each
+  assert set(leaves) == {"B", "H", "-"}

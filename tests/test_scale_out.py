@@ -41,10 +41,11 @@ def test_eight_device_meshes_give_the_one_device_loss_curve(eight_devices, model
   assert len(one) == 5 and abs(one[-1] - one[0]) > 1e-3  # the steps do train
   for mesh in ("data8", "fsdp8", "mixed"):
     np.testing.assert_allclose(runs[mesh], one, rtol=0, atol=1e-5, err_msg=mesh)
-  bytes_ = runs["param_bytes"]
-  assert bytes_["data8"] == bytes_["one"]         # data parallel: a whole copy per device
-  assert bytes_["fsdp8"] < bytes_["one"] / 4       # fully sharded: about an eighth each
-  assert bytes_["mixed"] < bytes_["one"] / 2
+  for kind in ("param_bytes", "opt_bytes"):   # AdamW's moments are laid out like the params
+    bytes_ = runs[kind]
+    assert bytes_["data8"] == bytes_["one"], kind    # data parallel: a whole copy per device
+    assert bytes_["fsdp8"] < bytes_["one"] / 4, kind  # fully sharded: about an eighth each
+    assert bytes_["mixed"] < bytes_["one"] / 2, kind
 
 
 def test_the_memory_plan_matches_what_the_devices_hold(eight_devices, tiny_bert_dir):
