@@ -28,12 +28,13 @@ if [[ "${DRY_RUN:-0}" != 0 ]]; then
 fi
 pids=()
 for ((i = 0; i < n; i++)); do
-  env "${env[@]}" "FJFT_PROCESS_ID=$i" "$python" -m fjft.train --distributed "$@" &
+  # Each in its own session: a Ctrl-C in the terminal reaches this script only, which
+  # passes it on once, as SIGTERM (a second signal tells fjft to stop without saving).
+  setsid env "${env[@]}" "FJFT_PROCESS_ID=$i" "$python" -m fjft.train --distributed "$@" &
   pids+=($!)
 done
 # Ctrl-C or SIGTERM: every process saves a checkpoint at the same step, then exits
-# (run the same command again to resume). Background processes ignore SIGINT, so it is
-# passed on as SIGTERM.
+# (run the same command again to resume).
 stopping=0
 trap 'stopping=1; kill -TERM "${pids[@]}" 2>/dev/null' INT TERM
 set +e
