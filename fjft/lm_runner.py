@@ -59,10 +59,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
       "runtime": {"scan_layers": config.model.scan_layers, "remat": config.model.remat},
       "peft_structure": adapters.structure(config)})
 
-  model = adapters.apply(nnx.merge(lm.graphdef, lm.params), adapters.structure(config),
-                         config.seed)
-  adapters.load_initial(model, lm.family.hf_linear_names(lm.cfg), config)
-  graphdef, params = nnx.split(model)
+  graphdef, params = nnx.split(build_model(config, lm))
   params = place_params(params, mesh, rules, say)
   apply_fn = make_apply_fn(graphdef, config.model.compute_dtype)
 
@@ -166,6 +163,14 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
     checkpoints.close()
   say(summary(config, results, results_file))
   return results
+
+
+def build_model(config, lm):
+  """The pretrained decoder `lm` with config.peft's adapters (started from peft.init_from)."""
+  model = adapters.apply(nnx.merge(lm.graphdef, lm.params), adapters.structure(config),
+                         config.seed)
+  adapters.load_initial(model, lm.family.hf_linear_names(lm.cfg), config)
+  return model
 
 
 def make_apply_fn(graphdef, compute_dtype: str):

@@ -10,6 +10,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from fjft import optim
 from fjft.errors import ConfigError
 
 AXES = ("data", "fsdp", "tensor")
@@ -57,12 +58,17 @@ def _rule(rules, name):
   return axes[0] if len(axes) == 1 else axes
 
 
+def _flat(axes) -> tuple[str, ...]:
+  """The mesh axes of one PartitionSpec entry (None, "fsdp" or ("data", "fsdp"))."""
+  return (axes,) if isinstance(axes, str) else tuple(axes or ())
+
+
 def logical_to_mesh_spec(logical: PartitionSpec | tuple, rules) -> PartitionSpec:
   """Maps a PartitionSpec of logical names to one of mesh axes (a mesh axis is used once)."""
   out, used = [], set()
   for name in tuple(logical):
     axes = _rule(rules, name)
-    flat = (axes,) if isinstance(axes, str) else (axes or ())
+    flat = _flat(axes)
     if any(a in used for a in flat):
       axes = None  # a mesh axis may shard only one dimension of an array
     else:
@@ -76,9 +82,8 @@ def fit_spec(spec: PartitionSpec, shape: tuple[int, ...], axis_sizes: dict) -> P
   replicated over them): a 30522-token vocabulary cannot be split 4 ways, for example."""
   out = []
   for dim, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
-    flat = (axes,) if isinstance(axes, str) else tuple(axes or ())
     kept = []
-    for a in flat:
+    for a in _flat(axes):
       if dim % (math.prod(axis_sizes[k] for k in kept) * axis_sizes[a]) == 0:
         kept.append(a)
     out.append(None if not kept else kept[0] if len(kept) == 1 else tuple(kept))
@@ -89,26 +94,25 @@ def shard_shape(shape: tuple[int, ...], spec: PartitionSpec, axis_sizes: dict) -
   """The shape of one device's block of an array of `shape` laid out by `spec`."""
   out = []
   for dim, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
-    flat = (axes,) if isinstance(axes, str) else tuple(axes or ())
-    out.append(dim // math.prod(axis_sizes[a] for a in flat))
+    out.append(dim // math.prod(axis_sizes[a] for a in _flat(axes)))
   return tuple(out)
 
 
 def param_shardings(params, mesh: Mesh, rules) -> tuple[object, list[str]]:
   """NamedShardings for an nnx.State of params, from each Param's logical axis names, and
   the dotted paths of the params that a mesh axis could not split (not divisible)."""
-  specs = nnx.get_partition_spec(params)
   uneven = []
 
-  def one(path, spec, x):
+  def one(spec, x, name):
     wanted = logical_to_mesh_spec(spec, rules) if spec is not None else PartitionSpec()
     fitted = fit_spec(wanted, x.shape, mesh.shape)
     if fitted != wanted:
-      uneven.append(".".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path))
+      uneven.append(name)
     return NamedSharding(mesh, fitted)
 
-  shardings = jax.tree_util.tree_map_with_path(
-      one, specs, params, is_leaf=lambda x: isinstance(x, PartitionSpec) or x is None)
+  shardings = jax.tree.map(one, nnx.get_partition_spec(params), params,
+                           optim.param_paths(params),
+                           is_leaf=lambda x: isinstance(x, PartitionSpec) or x is None)
   return shardings, uneven
 
 
@@ -120,6 +124,11 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def batch_sharding(mesh: Mesh, rules) -> NamedSharding:
   """Batch arrays: leading axis over the `batch` rule, the rest replicated."""
   return NamedSharding(mesh, logical_to_mesh_spec(PartitionSpec("batch"), rules))
+
+
+def batch_shards(mesh: Mesh, rules) -> int:
+  """Into how many blocks the batch rule splits every batch's rows."""
+  return math.prod(mesh.shape[a] for a in _flat(batch_sharding(mesh, rules).spec[0]))
 
 
 def process_rows(sharding: NamedSharding, rows: int) -> slice:
@@ -161,6 +170,11 @@ def bytes_per_device(tree) -> int:
     shape = sharding.shard_shape(x.shape) if sharding is not None else x.shape
     total += math.prod(shape) * x.dtype.itemsize
   return total
+
+
+def format_bytes(n: int) -> str:
+  """e.g. "43.5 MiB", "2.00 GiB"."""
+  return f"{n / 2**30:.2f} GiB" if n >= 2**29 else f"{n / 2**20:.1f} MiB"
 
 
 def describe(mesh: Mesh) -> str:

@@ -85,7 +85,7 @@ def _targets(modules: list[str], names: dict[str, tuple[str, ...]]) -> list[str]
   every = {n for group in names.values() for n in group if n.rsplit(".", 1)[-1] in leaves}
   if every == set(modules):
     return leaves
-  return "^(?:" + "|".join(re.escape(m) for m in sorted(modules)) + ")$"
+  return target_of(sorted(modules))
 
 
 def read_adapter(folder: str) -> tuple[dict, dict[str, np.ndarray]]:
@@ -177,5 +177,6 @@ def load_adapter(model: nnx.Module, names: dict[str, tuple[str, ...]], folder: s
 
 
 def target_of(paths: list[str]) -> str:
-  """A peft.target regex matching exactly these Linear paths."""
+  """A regex matching exactly these module paths (fjft's peft.target, PEFT's
+  target_modules)."""
   return "^(?:" + "|".join(re.escape(p) for p in paths) + ")$"

@@ -28,18 +28,17 @@ def model_params(config):
   """(params as the run builds them, with config.peft's adapters; the regex of the params
   a LoRA run trains, "" for all)."""
   task = config.get("task")
-  structure = adapters.structure(config)
   if task == "lm":
+    from fjft import lm_runner
     from fjft.lm import load_lm
     lm = load_lm(config.model.name, scan_layers=config.model.scan_layers)
-    model = adapters.apply(nnx.merge(lm.graphdef, lm.params), structure, config.seed)
-    return nnx.split(model)[1], adapters.trainable_regex(config)
+    return nnx.split(lm_runner.build_model(config, lm))[1], adapters.trainable_regex(config)
   from fjft.models import registry
   family, path = registry.resolve(config.model.name)
   if task == "retrieval":
-    _, encoder = family.from_hf(path)
-    adapters.apply(encoder, structure, config.seed)
-    return nnx.split(encoder)[1], adapters.trainable_regex(config)
+    from fjft import retrieval_runner
+    model, _ = retrieval_runner.build_model(config, family, path)
+    return nnx.split(model)[1], adapters.trainable_regex(config)
   from fjft import runner
   from fjft.data.splits import load_classification_splits
   from fjft.tasks import classify
@@ -83,12 +82,8 @@ def table(config, devices: list[int]) -> str:
         continue  # one device: both meshes are the same
       b = per_device_bytes(config, params, only, axes)
       rows.append(f"| {n} | {name}={n} | " + " | ".join(
-          _gib(b[k]) for k in ("params", "grads", "optimizer", "total")) + " |")
+          mesh_lib.format_bytes(b[k]) for k in ("params", "grads", "optimizer", "total")) + " |")
   return "\n".join(rows)
-
-
-def _gib(n: int) -> str:
-  return f"{n / 2**30:.2f} GiB" if n >= 2**29 else f"{n / 2**20:.1f} MiB"
 
 
 @exit_on_user_error

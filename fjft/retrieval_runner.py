@@ -56,14 +56,8 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   tokenizer = Tokenizer.from_dir(model_path)
   if jax.process_index() == 0:
     tokenizer.save(os.path.join(run_dir, "tokenizer"))
-  mode, normalize = retrieval.resolve_pooling(config.model, model_path)
-  enc_cfg, encoder = family.from_hf(model_path)
-  encoder.cfg = dataclasses.replace(enc_cfg, hidden_dropout=config.model.hidden_dropout,
-                                    attention_dropout=config.model.attention_dropout,
-                                    attention_impl=config.model.attention_impl or None)
-  adapters.apply(encoder, adapters.structure(config), config.seed)
-  adapters.load_initial(encoder, family.hf_linear_names(enc_cfg, prefixed=False), config)
-  model = retrieval.Embedder(encoder, mode, normalize)
+  model, enc_cfg = build_model(config, family, model_path)
+  mode, normalize = model.mode, model.normalize
   d = config.data
   rundir.write_json(os.path.join(run_dir, "model.json"), {
       "task": "retrieval", "family": enc_cfg.to_hf()["model_type"], "hf_config": enc_cfg.to_hf(),
@@ -221,6 +215,18 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
     checkpoints.close()
   say(summary(config, results, results_file))
   return results
+
+
+def build_model(config, family, model_path: str):
+  """(the pretrained encoder with config.peft's adapters under its pooling, its config)."""
+  mode, normalize = retrieval.resolve_pooling(config.model, model_path)
+  enc_cfg, encoder = family.from_hf(model_path)
+  encoder.cfg = dataclasses.replace(enc_cfg, hidden_dropout=config.model.hidden_dropout,
+                                    attention_dropout=config.model.attention_dropout,
+                                    attention_impl=config.model.attention_impl or None)
+  adapters.apply(encoder, adapters.structure(config), config.seed)
+  adapters.load_initial(encoder, family.hf_linear_names(enc_cfg, prefixed=False), config)
+  return retrieval.Embedder(encoder, mode, normalize), enc_cfg
 
 
 class PairBatches:

@@ -36,11 +36,7 @@ def open_run(config, workdir: str, rerun: bool, say) -> tuple[str, dict | None, 
 def check_batch_sizes(config, mesh) -> None:
   """Every batch is split over the mesh axes of the `batch` sharding rule: its rows must
   divide by their size."""
-  spec = mesh_lib.batch_sharding(mesh, config.sharding_rules).spec
-  axes = spec[0] if spec else None
-  ways = 1
-  for a in ((axes,) if isinstance(axes, str) else tuple(axes or ())):
-    ways *= mesh.shape[a]
+  ways = mesh_lib.batch_shards(mesh, config.sharding_rules)
   for field in ("train.batch_size", "train.eval_batch_size"):
     size = config_lib.get_field(config, field)
     if size % ways:
@@ -113,9 +109,10 @@ def prepare_training(config, params, run_dir: str, apply_fn: Callable, loss_fn: 
   state = TrainState(step=jax.device_put(jnp.zeros((), jnp.int32), everywhere), params=params,
                      opt_state=init_opt_state(optimizer, params, trainable, opt_shardings))
   state_shardings = jax.tree.map(lambda x: x.sharding, state)
-  say(f"per device: params {_gib(mesh_lib.bytes_per_device(state.params))}, optimizer state "
-      f"{_gib(mesh_lib.bytes_per_device(state.opt_state))} (of {_gib(_bytes(state.params))} "
-      f"and {_gib(_bytes(state.opt_state))} in all)")
+  size = mesh_lib.format_bytes
+  say(f"per device: params {size(mesh_lib.bytes_per_device(state.params))}, optimizer state "
+      f"{size(mesh_lib.bytes_per_device(state.opt_state))} (of {size(_bytes(state.params))} "
+      f"and {size(_bytes(state.opt_state))} in all)")
   checkpoints = RunCheckpoints(run_dir, config.train.keep_checkpoints)
   loop_state = LoopState()
   latest = checkpoints.latest_step()
@@ -134,7 +131,3 @@ def prepare_training(config, params, run_dir: str, apply_fn: Callable, loss_fn: 
 
 def _bytes(tree) -> int:
   return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
-
-
-def _gib(n: int) -> str:
-  return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"

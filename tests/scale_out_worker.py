@@ -62,7 +62,8 @@ def decoder(model_dir: str):
               "segment_ids": np.ones((ROWS, LENGTH), np.int32),
               "positions": np.tile(np.arange(LENGTH, dtype=np.int32), (ROWS, 1))}
              for _ in range(STEPS)]
-  return (config, lm.graphdef, lm.params, lm_runner.make_apply_fn(lm.graphdef, "float32"),
+  graphdef, params = nnx.split(lm_runner.build_model(config, lm))
+  return (config, graphdef, params, lm_runner.make_apply_fn(graphdef, "float32"),
           lm_runner.loss_fn, adapters.trainable_regex(config), batches)
 
 

@@ -20,7 +20,8 @@ from flax import nnx
 
 from fjft.errors import CheckpointError, ConfigError
 from fjft.models.dropout import dropout
-from fjft.models.linear import Axes, matmul, param
+from fjft.models.linear import Axes, param
+from fjft.models.matmul import matmul
 from fjft.models.params import flat_params
 from fjft.weights import safetensors_io
 from fjft.weights.hf_config import read_hf_config

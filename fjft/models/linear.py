@@ -11,6 +11,7 @@ from flax import nnx
 
 from fjft.models import quant
 from fjft.models.dropout import dropout
+from fjft.models.matmul import matmul
 
 Axes = tuple[str | None, ...]
 
@@ -22,18 +23,6 @@ def param(rngs: nnx.Rngs, init: Callable[..., jax.Array],
     shape, axes = (stack, *shape), ("layers", *axes)
   return nnx.Param(init(rngs.params(), shape, jnp.float32),
                    out_sharding=axes, eager_sharding=False)
-
-
-def matmul(x: jax.Array, kernel: jax.Array, dtype: jnp.dtype,
-           out_dtype: jnp.dtype | None = None) -> jax.Array:
-  """x [..., in] @ kernel [in, ...] in `dtype`."""
-  # Tokens flattened to one dim: the weight gradient then contracts a single
-  # dim, which XLA:CPU's matmul takes transposed in place.
-  lead = x.shape[:-1]
-  y = jax.lax.dot_general(
-      x.reshape(-1, x.shape[-1]).astype(dtype), kernel.astype(dtype),
-      (((1,), (0,)), ((), ())), preferred_element_type=out_dtype)
-  return y.reshape(*lead, *kernel.shape[1:])
 
 
 class Linear(nnx.Module):

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fjft.errors import ConfigError
+from fjft.models.matmul import matmul
 
 KINDS = ("int8", "nf4")
 NF4_BLOCK = 64
@@ -72,19 +73,12 @@ def dequantize(q: jax.Array, scale: jax.Array, kind: str, dtype=jnp.float32) -> 
   return w.reshape(codes.shape)
 
 
-def _matmul(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
-  """x [..., in] @ w [in, *out] in `dtype`, tokens flattened (as fjft.models.linear)."""
-  y = jax.lax.dot_general(x.reshape(-1, x.shape[-1]).astype(dtype),
-                          w.reshape(w.shape[0], -1).astype(dtype), (((1,), (0,)), ((), ())))
-  return y.reshape(*x.shape[:-1], *w.shape[1:])
-
-
 def _forward(x, q, scale, kind, dtype):
   if kind == "int8":
     # a per-output-channel scale commutes with the matmul: the int8 values go in as they
     # are and the [tokens, out] result is scaled
-    return _matmul(x, q, dtype) * scale.astype(dtype)
-  return _matmul(x, dequantize(q, scale, kind, dtype), dtype)
+    return matmul(x, q, dtype) * scale.astype(dtype)
+  return matmul(x, dequantize(q, scale, kind, dtype), dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
