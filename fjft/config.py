@@ -35,6 +35,7 @@ NON_IDENTITY_FIELDS = (
 HASHED_WHEN_SET = {
     "optim.freeze": "",
     "optim.lr_groups": "",
+    "model.pooling": "pooler",   # classification; retrieval's "auto"/"mean"/"cls" stay hashed
 }
 # Groups added later, left out of the hash while their switch field is off.
 GROUPS_HASHED_WHEN_ON = {"peft": ("method", "")}

@@ -24,6 +24,9 @@ def classify_config() -> ml_collections.ConfigDict:
   c.model.hidden_dropout = 0.1
   c.model.attention_dropout = 0.1
   c.model.classifier_dropout = 0.1
+  # "pooler": [CLS] through BERT's pooler, as HF's *ForSequenceClassification (exports to it);
+  # "mean": the mean of the real tokens, as sentence-transformers models learnt to pool
+  c.model.pooling = "pooler"
   c.model.compute_dtype = "float32"   # "bfloat16" on GPU/TPU; params stay float32
   c.model.attention_impl = ""         # "" lets JAX choose; "cudnn" on GPU
 

@@ -24,6 +24,7 @@ HF_CLASSIFIER = {"bert": "BertForSequenceClassification",
 def export_hf(run_dir: str, out_dir: str) -> str:
   """Writes <out_dir>/config.json, model.safetensors and tokenizer files; returns out_dir."""
   run = infer.load_run(run_dir)
+  _check_hf_head(run_dir, run.info)
   family_name = run.info["family"]
   family = registry.FAMILIES[family_name]
   if family_name not in HF_CLASSIFIER:
@@ -42,6 +43,17 @@ def export_hf(run_dir: str, out_dir: str) -> str:
   _write_hf_dir(out_dir, hf_config, tensors)
   run.tokenizer.save(out_dir)
   return out_dir
+
+
+def _check_hf_head(run_dir: str, info: dict) -> None:
+  """HF's *ForSequenceClassification reads the [CLS] token through the pooler: a run that
+  pooled otherwise would export to a model that predicts differently, so it does not."""
+  pooling = info.get("pooling", "pooler")
+  if pooling != "pooler":
+    raise FjftError(f"--run: {run_dir} classifies {pooling}-pooled encoder outputs, and "
+                    "transformers' sequence-classification head reads the [CLS] token through "
+                    "the pooler, so an export would predict differently. Use the run directory "
+                    "with fjft (predict), or train with model.pooling='pooler' to export.")
 
 
 # transformers' bare encoder class for each family (what sentence-transformers loads).
@@ -126,6 +138,7 @@ def export_peft(run_dir: str, out_dir: str) -> str:
     names = family.hf_linear_names(cfg, prefixed=task == "classify")
     extra = {}
     if task == "classify":
+      _check_hf_head(run_dir, info)
       extra = {"classifier.weight": np.asarray(whole.classifier.kernel[...]).T,
                "classifier.bias": np.asarray(whole.classifier.bias[...])}
     base = registry.resolve(run.config["model"]["name"])[1]

@@ -41,7 +41,8 @@ def skeleton(info: dict) -> nnx.Module:
   adapters.apply(encoder, info.get("peft_structure"))
   if info.get("task") == "retrieval":
     return retrieval.Embedder(encoder, info["pooling"], info["normalize"])
-  return classify.Classifier(encoder, cfg.hidden_size, len(info["labels"]), 0.0, rngs=nnx.Rngs(0))
+  return classify.Classifier(encoder, cfg.hidden_size, len(info["labels"]), 0.0, rngs=nnx.Rngs(0),
+                             pooling=info.get("pooling", "pooler"))
 
 
 def task_of(run_dir: str) -> str | None:

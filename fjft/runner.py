@@ -62,7 +62,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   rundir.write_json(os.path.join(run_dir, "model.json"), {
       "family": hf_config["model_type"], "hf_config": hf_config, "labels": splits.labels,
       "max_length": config.data.max_length, "buckets": list(config.data.buckets),
-      "compute_dtype": config.model.compute_dtype,
+      "compute_dtype": config.model.compute_dtype, "pooling": config.model.pooling,
       "peft_structure": adapters.structure(config)})
   graphdef, params = nnx.split(model)
   params = place_params(params, mesh, rules, say)
@@ -142,7 +142,8 @@ def build_model(config, family, model_path: str, num_labels: int):
   encoder.cfg = enc_cfg
   adapters.apply(encoder, adapters.structure(config), config.seed)
   model = classify.Classifier(encoder, enc_cfg.hidden_size, num_labels,
-                              config.model.classifier_dropout, rngs=nnx.Rngs(config.seed))
+                              config.model.classifier_dropout, rngs=nnx.Rngs(config.seed),
+                              pooling=config.model.pooling)
   head = adapters.load_initial(encoder, family.hf_linear_names(enc_cfg), config)
   if head:   # the adapter's trained head (PEFT's modules_to_save)
     classify.set_head(model, head, config.peft.init_from)

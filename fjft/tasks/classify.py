@@ -1,7 +1,10 @@
 """Sequence classification: pooled encoder output -> dropout -> linear head.
 
-The head matches transformers' *ForSequenceClassification (pooler + classifier), so a
-fine-tuned model exports to an HF directory with the same logits.
+With the default pooling ("pooler": the [CLS] token through BERT's pooler) the head matches
+transformers' *ForSequenceClassification (pooler + classifier), so a fine-tuned model
+exports to an HF directory with the same logits. "mean" pools the real tokens' final hidden
+states instead, the way sentence-transformers checkpoints (all-MiniLM-L6-v2) were trained
+to summarise a sentence; HF's BERT head has no such mode, so those runs do not export.
 """
 
 from __future__ import annotations
@@ -12,10 +15,13 @@ import numpy as np
 import optax
 from flax import nnx
 
+from fjft.errors import ConfigError
 from fjft.models import dropout as dropout_lib
+from fjft.tasks.retrieval import pool
 
 # Parameters whose paths match this are new, not loaded from the pretrained checkpoint.
 HEAD_PATTERN = r"^classifier\."
+POOLINGS = ("pooler", "mean")
 
 
 class Head(nnx.Module):
@@ -34,9 +40,13 @@ class Head(nnx.Module):
 class Classifier(nnx.Module):
 
   def __init__(self, encoder: nnx.Module, hidden_size: int, num_labels: int, dropout: float,
-               *, rngs: nnx.Rngs):
+               *, rngs: nnx.Rngs, pooling: str = "pooler"):
+    if pooling not in POOLINGS:
+      raise ConfigError(f"config field model.pooling must be one of {', '.join(POOLINGS)} for "
+                        f"classification, got {pooling!r}")
     self.encoder = encoder
     self.dropout = dropout
+    self.pooling = pooling
     # HF initialises the head with N(0, 0.02) weights and zero bias; so do we.
     self.classifier = Head(hidden_size, num_labels, rngs=rngs)
 
@@ -44,8 +54,10 @@ class Classifier(nnx.Module):
     enc_key = head_key = None
     if dropout_key is not None:
       enc_key, head_key = jax.random.split(dropout_key)
-    _, pooled = self.encoder(input_ids, attention_mask, dropout_key=enc_key,
-                             compute_dtype=compute_dtype)
+    hidden, pooled = self.encoder(input_ids, attention_mask, dropout_key=enc_key,
+                                  compute_dtype=compute_dtype)
+    if self.pooling == "mean":
+      pooled = pool(hidden, attention_mask, "mean", False)
     if head_key is not None and self.dropout > 0:
       pooled = dropout_lib.dropout(pooled, self.dropout, head_key)
     return self.classifier(pooled.astype(jnp.float32))
