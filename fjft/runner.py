@@ -209,5 +209,6 @@ def summary(config, results: dict, results_file: str) -> str:
   lines.append(f"tensorboard --logdir {os.path.dirname(results_file)}/tb")
   run = os.path.dirname(results_file)
   lines.append(f"predict: python -m fjft.predict --run={run} --input=<file> --output=<out.jsonl>")
-  lines.append(f"export:  python -m fjft.export --run={run} --out=<dir>")
+  if config.model.pooling == "pooler":   # the only head HF's classifier classes have
+    lines.append(f"export:  python -m fjft.export --run={run} --out=<dir>")
   return "\n".join(lines)

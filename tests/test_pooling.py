@@ -55,8 +55,10 @@ def test_default_pooling_leaves_run_names_unchanged():
 
 def test_mean_pooled_run_predicts_and_refuses_an_hf_export(tiny_bert_dir, tmp_path):
   config = config_lib.load_config(QUICKSTART, overrides(tiny_bert_dir) + [("model.pooling", "mean")])
-  results = runner.run(config, str(tmp_path), say=lambda s: None)
+  said = []
+  results = runner.run(config, str(tmp_path), say=said.append)
   run_dir = results["run_dir"]
+  assert "predict:" in said[-1] and "export:" not in said[-1]   # the summary offers no export
   assert json.load(open(os.path.join(run_dir, "model.json")))["pooling"] == "mean"
   # the restored model scores test as the run did: it pools the way it was trained
   run = infer.load_run(run_dir)
