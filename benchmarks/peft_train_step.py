@@ -90,12 +90,13 @@ def run_fjft(model_name: str, mode: str) -> dict:
   import jax.numpy as jnp
   from flax import nnx
 
-  from fjft import adapters, optim
-  from fjft.defaults import lm_config
-  from fjft.step import TrainState, init_opt_state, make_train_step
-  from fjft.tasks import lm_loss
+  from fjft.models import adapters
+  from fjft.training import optim
+  from fjft.config.defaults import lm_config
+  from fjft.training.step import TrainState, init_opt_state, make_train_step
+  from fjft.tasks.lm import loss as lm_loss
   if model_name == "smollm2":
-    from fjft.lm import load_lm
+    from fjft.models.pretrained import load_lm
     model = nnx.merge(*[getattr(load_lm("smollm2-135m-instruct"), k)
                         for k in ("graphdef", "params")])
   else:

@@ -19,8 +19,8 @@ parameters train, 1.78%): test perplexity 30.19 vs 43.83 zero-shot (-31.1%; dev 
 runs and the test suite (not a timing to compare).
 """
 
-from fjft import config as config_lib
-from fjft.defaults import lm_config, set_peft_arg
+from fjft.config import experiment as config_lib
+from fjft.config.defaults import lm_config, set_peft_arg
 
 
 def get_config(arg=None):

@@ -12,8 +12,8 @@ regression (full fine-tuning: 0.9276), best dev 0.9153 at step 1750 (dev 0.469 a
 0.885 at 1000); 1 h 48 min wall, niced and sharing the cores (paused 16 min), not a timing.
 """
 
-from fjft import config as config_lib
-from fjft.defaults import classify_config, set_peft_arg
+from fjft.config import experiment as config_lib
+from fjft.config.defaults import classify_config, set_peft_arg
 
 
 def get_config(arg=None):

@@ -16,8 +16,8 @@ zero-shot; fused with BM25 (hybrid) 0.4435. Best dev nDCG@10 0.3856 at step 150 
 at step 75; zero-shot 0.3317). With lr 5e-5 (`:lr=5e-5`): dev 0.3699, test 0.4249, 16.6 min.
 """
 
-from fjft import config as config_lib
-from fjft.defaults import retrieval_config
+from fjft.config import experiment as config_lib
+from fjft.config.defaults import retrieval_config
 
 
 def get_config(arg=None):

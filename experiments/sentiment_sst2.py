@@ -20,9 +20,9 @@ pooler head the same data plateaued at test 0.8945 (6000 steps) and 0.8933 (1200
 about 5000 steps the phrase-level dev split kept rising while the sentence-level test did not.
 """
 
-from fjft import config as config_lib
-from fjft import sweeps
-from fjft.defaults import classify_config
+from fjft.config import experiment as config_lib
+from fjft.sweeps import grid as sweeps
+from fjft.config.defaults import classify_config
 
 RECIPES = {
     # measured: 17.8 min wall on the 2-core machine (see the docstring); exports to HF

@@ -20,8 +20,8 @@ perplexity 3.27 vs 6.78; 90% of the full fine-tune's ROUGE-L gain. 31.4 min wall
 2 cores with other runs (not a timing to compare).
 """
 
-from fjft import config as config_lib
-from fjft.defaults import lm_config, set_peft_arg
+from fjft.config import experiment as config_lib
+from fjft.config.defaults import lm_config, set_peft_arg
 
 
 def get_config(arg=None):

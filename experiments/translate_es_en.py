@@ -19,8 +19,8 @@ on every attention and MLP projection, lr 1e-3, 60 steps) trains 2.44M of 137.0M
 8.3 GB peak RSS, sharing the 2 cores with other runs and tests (not a timing to compare).
 """
 
-from fjft import config as config_lib
-from fjft.defaults import lm_config, set_peft_arg
+from fjft.config import experiment as config_lib
+from fjft.config.defaults import lm_config, set_peft_arg
 
 
 def get_config(arg=None):

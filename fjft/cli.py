@@ -7,7 +7,7 @@ import sys
 from absl import flags
 from absl import logging as absl_logging
 
-from fjft import config as config_lib
+from fjft.config import experiment as config_lib
 from fjft.errors import ConfigError
 
 

@@ -13,7 +13,8 @@ import json
 import numpy as np
 from absl import app, flags
 
-from fjft import allocator, cli, embedding
+from fjft import allocator, cli
+from fjft.tasks.retrieval import embedding
 from fjft.data import readers
 from fjft.errors import DataError, FjftError, exit_on_user_error
 

@@ -11,7 +11,10 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
-from fjft import cli, infer, peft_format, rundir
+from fjft import cli
+from fjft.run import opened as infer
+from fjft.weights import peft_format
+from fjft.run import rundir
 from fjft.errors import FjftError, exit_on_user_error
 from fjft.models import registry
 from fjft.weights.safetensors_io import write_safetensors
@@ -103,7 +106,7 @@ HF_CAUSAL_LM = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
 def export_lm_hf(name_or_path: str, out_dir: str, *, run: bool = False) -> str:
   """Writes a decoder as an HF directory for AutoModelForCausalLM: a pretrained one (e.g.
   from GGUF), or with `run` the best checkpoint of a fine-tuned decoder run."""
-  from fjft import lm as lm_lib
+  from fjft.models import pretrained as lm_lib
   lm = lm_lib.load_run(name_or_path) if run else lm_lib.load_lm(name_or_path)
   hf_config = lm.cfg.to_hf()
   hf_config["architectures"] = [HF_CAUSAL_LM[hf_config["model_type"]]]
@@ -124,7 +127,7 @@ def export_peft(run_dir: str, out_dir: str) -> str:
   if task is None:
     raise FjftError(f"--run: {run_dir} has no model.json: is it an fjft run directory?")
   if task == "lm":
-    from fjft import lm as lm_lib
+    from fjft.models import pretrained as lm_lib
     lm = lm_lib.load_run(run_dir, merge=False)
     info = rundir.read_json(os.path.join(run_dir, "model.json"))
     model, family, cfg, extra = nnx.merge(lm.graphdef, lm.params), lm.family, lm.cfg, {}

@@ -19,7 +19,8 @@ import time
 
 from absl import app, flags
 
-from fjft import allocator, cli, decoding
+from fjft import allocator, cli
+from fjft.models import decoding
 from fjft.errors import DataError, FjftError, exit_on_user_error
 
 if __name__ == "__main__":
@@ -131,7 +132,7 @@ def main(argv):
     raise FjftError("pass exactly one of --model (a pretrained decoder) or --run (a run dir)")
   if bool(f.prompt) == bool(f.input):
     raise FjftError("pass exactly one of --prompt or --input")
-  from fjft import lm as lm_lib
+  from fjft.models import pretrained as lm_lib
   started = time.time()
   if f.adapter and not f.model:
     raise FjftError("--adapter goes with --model (the base model it was trained on)")
@@ -145,7 +146,7 @@ def main(argv):
     for r in results:
       out.write(json.dumps(r, ensure_ascii=False) + "\n")
   if references is not None:
-    from fjft.tasks import gen_metrics
+    from fjft.tasks.lm import metrics as gen_metrics
     try:
       scores = gen_metrics.score(f.metrics, [r["text"].strip() for r in results], references)
     except ValueError as e:

@@ -16,8 +16,10 @@ from absl import app, flags
 from flax import nnx
 from jax.sharding import PartitionSpec
 
-from fjft import adapters, cli, optim
-from fjft import mesh as mesh_lib
+from fjft import cli
+from fjft.models import adapters
+from fjft.training import optim
+from fjft.parallel import mesh as mesh_lib
 from fjft.errors import ConfigError, exit_on_user_error
 
 cli.define_config_flag()
@@ -29,19 +31,19 @@ def model_params(config):
   a LoRA run trains, "" for all)."""
   task = config.get("task")
   if task == "lm":
-    from fjft import lm_runner
-    from fjft.lm import load_lm
+    from fjft.tasks.lm import task as lm_runner
+    from fjft.models.pretrained import load_lm
     lm = load_lm(config.model.name, scan_layers=config.model.scan_layers)
     return nnx.split(lm_runner.build_model(config, lm))[1], adapters.trainable_regex(config)
   from fjft.models import registry
   family, path = registry.resolve(config.model.name)
   if task == "retrieval":
-    from fjft import retrieval_runner
+    from fjft.tasks.retrieval import task as retrieval_runner
     model, _ = retrieval_runner.build_model(config, family, path)
     return nnx.split(model)[1], adapters.trainable_regex(config)
-  from fjft import runner
+  from fjft.tasks.classify import task as runner
   from fjft.data.splits import load_classification_splits
-  from fjft.tasks import classify
+  from fjft.tasks.classify import model as classify
   labels = load_classification_splits(config.data).labels
   model, _ = runner.build_model(config, family, path, len(labels))
   return nnx.split(model)[1], adapters.trainable_regex(config, new=classify.HEAD_PATTERN)

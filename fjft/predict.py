@@ -14,10 +14,11 @@ import numpy as np
 
 from absl import app, flags
 
-from fjft import allocator, cli, infer
+from fjft import allocator, cli
+from fjft.run import opened as infer
 from fjft.data.readers import BadRowStats, read_rows
 from fjft.errors import DataError, FjftError, exit_on_user_error
-from fjft.tasks import classify
+from fjft.tasks.classify import model as classify
 
 flags.DEFINE_string("run", None, "Run directory.", required=True)
 flags.DEFINE_string("input", None, "File of texts (the run's text column).", required=True)

@@ -18,8 +18,9 @@ import sys
 import numpy as np
 from absl import app, flags
 
-from fjft import allocator, cli, rundir
-from fjft import config as config_lib
+from fjft import allocator, cli
+from fjft.run import rundir
+from fjft.config import experiment as config_lib
 from fjft.errors import FjftError, exit_on_user_error
 
 # Across package versions or device kinds the float arithmetic differs in its last bits,
@@ -118,7 +119,7 @@ def compare_params(a, b, exact: bool) -> tuple[list[str], float]:
 
 def reproduce(run: str, workdir: str, say=print) -> bool:
   """Re-runs `run` from its config.json; True when it matches."""
-  from fjft import run as run_lib  # heavy: jax, flax, orbax
+  from fjft.run import runner as run_lib# heavy: jax, flax, orbax
 
   orig_dir = find_run(run, workdir)
   if not rundir.is_finished(orig_dir):

@@ -19,12 +19,13 @@ import os
 import numpy as np
 from absl import app, flags
 
-from fjft import allocator, cli, embedding
-from fjft.bm25 import BM25
+from fjft import allocator, cli
+from fjft.tasks.retrieval import embedding
+from fjft.tasks.retrieval.bm25 import BM25
 from fjft.data import readers
 from fjft.data.clean import normalize_text
 from fjft.errors import DataError, FjftError, exit_on_user_error
-from fjft.rundir import file_fingerprint
+from fjft.run.rundir import file_fingerprint
 
 # Reciprocal rank fusion's constant: score(d) = sum over rankings of 1 / (RRF_K + rank(d)).
 # 60 is the value of Cormack et al. (2009), which most systems keep.

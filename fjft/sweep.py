@@ -17,7 +17,9 @@ import time
 
 from absl import app, flags
 
-from fjft import allocator, cli, sweep_summary, sweeps
+from fjft import allocator, cli
+from fjft.sweeps import summary as sweep_summary
+from fjft.sweeps import grid as sweeps
 from fjft.errors import ConfigError, exit_on_user_error
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from fjft import allocator, cli, distributed, run
+from fjft import allocator, cli
+from fjft.parallel import distributed
+from fjft.run import runner as run
 from fjft.errors import exit_on_user_error
 
 cli.define_config_flag()

@@ -73,7 +73,7 @@ def hf_smollm2(smollm2_gguf):
 def tiny_llama_dir(smollm2_gguf, tmp_path_factory):
   """A 2-layer, 32-wide random Llama in HF layout with SmolLM2's tokenizer."""
   from fjft.models import llama
-  from fjft.tokenizer import Tokenizer
+  from fjft.models.tokenizer import Tokenizer
   from fjft.weights import gguf_io
   from fjft.weights.safetensors_io import write_safetensors
   g = gguf_io.read_gguf(smollm2_gguf)
@@ -105,8 +105,8 @@ def cli_args(model_dir, workdir, main=(sys.executable, "-m", "fjft.train")):
 def finished_run(tiny_bert_dir, tmp_path_factory):
   """(config, workdir, results, jax log lines) of the `overrides` run, trained in this
   process on one device: the reference that resumed and multi-process runs must match."""
-  from fjft import config as config_lib
-  from fjft import runner
+  from fjft.config import experiment as config_lib
+  from fjft.tasks.classify import task as runner
   workdir = str(tmp_path_factory.mktemp("runs"))
   config = config_lib.load_config(QUICKSTART, overrides(tiny_bert_dir))
   records = []

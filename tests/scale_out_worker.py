@@ -19,16 +19,17 @@ import jax
 import numpy as np
 from flax import nnx
 
-from fjft import adapters
-from fjft import config as config_lib
-from fjft import lm_runner, runner
-from fjft import mesh as mesh_lib
-from fjft.defaults import lm_config
-from fjft.lm import load_lm
+from fjft.models import adapters
+from fjft.config import experiment as config_lib
+from fjft.tasks.lm import task as lm_runner
+from fjft.tasks.classify import task as runner
+from fjft.parallel import mesh as mesh_lib
+from fjft.config.defaults import lm_config
+from fjft.models.pretrained import load_lm
 from fjft.models import registry
 from fjft.errors import ConfigError
-from fjft.run_setup import check_batch_sizes, place_params, prepare_training
-from fjft.tasks import classify
+from fjft.training.state import check_batch_sizes, place_params, prepare_training
+from fjft.tasks.classify import model as classify
 
 MESHES = {"one": (1, 1, 1), "data8": (8, 1, 1), "fsdp8": (1, 8, 1), "mixed": (2, 2, 2)}
 STEPS, ROWS, LENGTH = 5, 8, 16

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from fjft.bm25 import BM25, tokenize
+from fjft.tasks.retrieval.bm25 import BM25, tokenize
 from fjft.search import reciprocal_rank_fusion, top_k, top_k_of_scores
 
 

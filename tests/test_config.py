@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from fjft import config as config_lib
+from fjft.config import experiment as config_lib
 from fjft.errors import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,7 +66,7 @@ def test_hash_ignores_non_identity_fields_only():
 
 
 def test_hash_stable_across_processes():
-  code = ("from fjft import config as c; "
+  code = ("from fjft.config import experiment as c; "
           f"print(c.config_hash(c.load_config({QUICKSTART!r})))")
   hashes = set()
   for seed in ("0", "1", "12345"):

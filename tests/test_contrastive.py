@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fjft.tasks import retrieval
+from fjft.tasks.retrieval import model as retrieval
 
 
 def _batch(doc_index, relevant, weights):

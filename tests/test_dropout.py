@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fjft.models.dropout import dropout
+from fjft.models.layers.dropout import dropout
 
 
 @pytest.mark.parametrize("rate", [0.1, 0.5])

@@ -7,11 +7,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from fjft import config as config_lib
-from fjft import optim
+from fjft.config import experiment as config_lib
+from fjft.training import optim
 from fjft.errors import ConfigError
-from fjft.step import TrainState, init_opt_state, make_train_step
-from fjft.tasks import classify
+from fjft.training.step import TrainState, init_opt_state, make_train_step
+from fjft.tasks.classify import model as classify
 
 
 def _cfg(**kw):
@@ -114,7 +114,7 @@ def test_bad_freeze_is_a_clear_error(freeze, message):
 
 
 def test_new_fields_change_the_run_hash_only_when_set():
-  from fjft.defaults import classify_config
+  from fjft.config.defaults import classify_config
   c = classify_config()
   c.data.path = "x"
   d = config_lib.to_dict(c)
@@ -127,7 +127,8 @@ def test_new_fields_change_the_run_hash_only_when_set():
 
 def test_a_run_with_frozen_embeddings_and_a_fast_head(tiny_bert_dir, tmp_path):
   import os
-  from fjft import infer, runner
+  from fjft.run import opened as infer
+  from fjft.tasks.classify import task as runner
   from fjft.models import bert
   from tests.conftest import REPO
   overrides = [("model.name", tiny_bert_dir),
@@ -154,8 +155,8 @@ def test_optimizer_state_leaves_follow_their_params_through_lr_groups():
   (run_setup lays the optimizer state out like the params with it)."""
   import jax
   import jax.numpy as jnp
-  from fjft import optim
-  from fjft.defaults import classify_config
+  from fjft.training import optim
+  from fjft.config.defaults import classify_config
   params = {"body": {"kernel": jnp.zeros((4, 3))}, "head": {"kernel": jnp.zeros((3, 2))}}
   cfg = classify_config().optim
   cfg.lr_groups = r"^head\.=10"

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from fjft import decoding
+from fjft.models import decoding
 from tests.conftest import REPO
 
 PROMPTS = ["What is the capital of France?",
@@ -17,7 +17,7 @@ PROMPTS = ["What is the capital of France?",
 
 @pytest.fixture(scope="module")
 def lm(smollm2_gguf):
-  from fjft import lm as lm_lib
+  from fjft.models import pretrained as lm_lib
   return lm_lib.load_lm(smollm2_gguf)
 
 

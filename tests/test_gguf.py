@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fjft.errors import CheckpointError, FjftError
-from fjft.tokenizer import Tokenizer
+from fjft.models.tokenizer import Tokenizer
 from fjft.weights import gguf_io
 
 gguf = pytest.importorskip("gguf")

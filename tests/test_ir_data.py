@@ -6,8 +6,8 @@ import os
 import ml_collections
 import pytest
 
-from fjft.data import ir_data
-from fjft.defaults import retrieval_config
+from fjft.tasks.retrieval import data as ir_data
+from fjft.config.defaults import retrieval_config
 from fjft.errors import DataError
 
 DOCS = """.I 1

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from fjft.tasks import ir_metrics
+from fjft.tasks.retrieval import metrics as ir_metrics
 
 
 def test_ndcg_graded_by_hand():

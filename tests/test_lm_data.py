@@ -6,16 +6,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fjft.data import lm_examples as lm
+from fjft.data import packing as lm
 from fjft.data.readers import BadRowStats
 from fjft.errors import DataError
 from fjft.models import decoder, llama
-from fjft.tasks import lm_loss
+from fjft.tasks.lm import loss as lm_loss
 
 
 @pytest.fixture(scope="module")
 def tokenizer(smollm2_gguf):
-  from fjft.tokenizer import Tokenizer
+  from fjft.models.tokenizer import Tokenizer
   from fjft.weights import gguf_io
   g = gguf_io.read_gguf(smollm2_gguf)
   return Tokenizer.from_gguf(g.tokenizer_meta, g.chat_template)

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from fjft import config as config_lib
-from fjft import lm_runner
-from fjft.defaults import lm_config
+from fjft.config import experiment as config_lib
+from fjft.tasks.lm import task as lm_runner
+from fjft.config.defaults import lm_config
 from fjft.errors import DataError
 from tests.conftest import REPO
 
@@ -76,8 +76,8 @@ def test_bad_chat_row_names_file_and_line(tiny_llama_dir, tmp_path):
 
 
 def test_text_holds_out_the_tail_as_dev_then_test(tiny_llama_dir, tmp_path):
-  from fjft.data import lm_splits
-  from fjft.tokenizer import Tokenizer
+  from fjft.tasks.lm import data as lm_splits
+  from fjft.models.tokenizer import Tokenizer
   path = tmp_path / "play.txt"
   path.write_text("".join(f"line {i} of the play\n" for i in range(1, 201)))
   c = lm_config().data
@@ -133,7 +133,7 @@ def test_generate_and_export_from_the_run(sft_run, tiny_llama_dir, tmp_path):
   torch = pytest.importorskip("torch")
   transformers = pytest.importorskip("transformers")
   from flax import nnx
-  from fjft.lm import load_run
+  from fjft.models.pretrained import load_run
   run = sft_run["run_dir"]
   prompts = tmp_path / "prompts.jsonl"
   prompts.write_text(json.dumps({"prompt": "question 7 about my loan",
@@ -154,7 +154,7 @@ def test_generate_and_export_from_the_run(sft_run, tiny_llama_dir, tmp_path):
   assert r.returncode != 0 and "Traceback" not in r.stderr
   assert f"{prompts}:1: --metrics needs a \"reference\"" in r.stderr
   # the run loads its best checkpoint, not the pretrained weights it started from
-  from fjft.lm import load_lm
+  from fjft.models.pretrained import load_lm
   tuned = load_run(run).params["embed_tokens"]["embedding"][...]
   start = load_lm(tiny_llama_dir).params["embed_tokens"]["embedding"][...]
   assert float(np.abs(np.asarray(tuned) - np.asarray(start)).max()) > 1e-3

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from fjft import peft_format
+from fjft.weights import peft_format
 from fjft.errors import CheckpointError, ConfigError
-from fjft.models import bert, gpt2, llama, lora
+from fjft.models import bert, gpt2, llama
+from fjft.models.layers import lora
 
 LAYERS = r"(^|\.)layers\."
 
@@ -201,7 +202,7 @@ def test_fused_qkv_adapter_is_three_peft_adapters(tmp_path):
 
 @pytest.mark.parametrize("kind", ["int8", "nf4"])
 def test_quantised_matmul_gradient_is_the_dequantised_kernels(kind):
-  from fjft.models import quant
+  from fjft.models.layers import quant
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(3, 5, 64)), jnp.float32)
   q, s = quant.quantize(jnp.asarray(rng.normal(size=(64, 2, 8)), jnp.float32), kind)

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from fjft import config as config_lib
-from fjft import infer, lm_runner, runner
-from fjft.models import lora
+from fjft.config import experiment as config_lib
+from fjft.run import opened as infer
+from fjft.tasks.lm import task as lm_runner
+from fjft.tasks.classify import task as runner
+from fjft.models.layers import lora
 from tests.conftest import REPO
 from tests.test_lm_train_e2e import _chats, _config
 
@@ -128,7 +130,7 @@ def test_lora_lm_run_learns_generates_and_round_trips_through_peft(lora_lm, tiny
   torch = pytest.importorskip("torch")
   transformers = pytest.importorskip("transformers")
   peft = pytest.importorskip("peft")
-  from fjft.lm import load_lm, load_run
+  from fjft.models.pretrained import load_lm, load_run
   results, data = lora_lm
   run = results["run_dir"]
   # a random 32-wide model learns little through rank-4 adapters, but it does learn
@@ -183,7 +185,7 @@ def test_lora_on_an_int8_base_trains_and_continues_from_a_peft_adapter(lora_lm, 
   # its "baseline" is the model it starts from
   assert abs(again["baseline"]["dev"]["loss"] - results["dev"]["loss"]) < 0.05
   assert again["baseline"]["dev"]["loss"] < results["baseline"]["dev"]["loss"] - 0.3
-  from fjft.lm import load_run
+  from fjft.models.pretrained import load_run
   info = json.loads(open(os.path.join(again["run_dir"], "model.json")).read())
   assert info["peft_structure"]["quantize"] == "int8"
   lm = load_run(again["run_dir"], merge=False)
@@ -197,7 +199,8 @@ def test_lora_search_run_embeds_merged_and_exports_a_feature_extraction_adapter(
   torch = pytest.importorskip("torch")
   transformers = pytest.importorskip("transformers")
   peft = pytest.importorskip("peft")
-  from fjft import embedding, retrieval_runner
+  from fjft.tasks.retrieval import embedding
+  from fjft.tasks.retrieval import task as retrieval_runner
   from tests.test_retrieval_e2e import tiny_config, write_beir
   c = tiny_config(tiny_bert_dir, write_beir(str(tmp_path / "beir")))
   for k, v in (("peft.method", "lora"), ("peft.rank", "4"), ("optim.lr", "1e-2")):

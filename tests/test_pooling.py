@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from fjft import config as config_lib
-from fjft import export, infer, runner
+from fjft.config import experiment as config_lib
+from fjft import export
+from fjft.run import opened as infer
+from fjft.tasks.classify import task as runner
 from fjft.errors import ConfigError, FjftError
 from fjft.models import bert
-from fjft.tasks import classify
+from fjft.tasks.classify import model as classify
 from tests.conftest import QUICKSTART, REPO, overrides
 
 

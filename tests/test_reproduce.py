@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from fjft import config as config_lib
-from fjft import reproduce, runner
+from fjft.config import experiment as config_lib
+from fjft import reproduce
+from fjft.tasks.classify import task as runner
 from fjft.errors import FjftError
 from tests.conftest import REPO
 

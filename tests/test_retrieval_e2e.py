@@ -9,9 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from fjft import config as config_lib
-from fjft import embedding, retrieval_runner
-from fjft.defaults import retrieval_config
+from fjft.config import experiment as config_lib
+from fjft.tasks.retrieval import embedding
+from fjft.tasks.retrieval import task as retrieval_runner
+from fjft.config.defaults import retrieval_config
 from tests.conftest import REPO, minilm_dir
 
 TOPICS = ["wing flutter", "heat transfer", "shock waves", "boundary layer", "jet noise",
@@ -90,9 +91,9 @@ def test_results_have_every_comparison(search_run):
 
 def test_pair_batches_are_a_function_of_the_step(search_run):
   config, workdir, _, _, _ = search_run
-  from fjft.bm25 import BM25
-  from fjft.data import ir_data
-  from fjft.tokenizer import Tokenizer
+  from fjft.tasks.retrieval.bm25 import BM25
+  from fjft.tasks.retrieval import data as ir_data
+  from fjft.models.tokenizer import Tokenizer
   data = ir_data.load_collection(config.data)
   tok = Tokenizer.from_dir(config.model.name)
   docs = embedding.encode_texts(data.doc_texts, tok, 32)
@@ -182,8 +183,8 @@ def test_pretrained_minilm_matches_sentence_transformers():
   st = pytest.importorskip("sentence_transformers")
   import jax.numpy as jnp
   from fjft.models import bert
-  from fjft.tasks import retrieval
-  from fjft.tokenizer import Tokenizer
+  from fjft.tasks.retrieval import model as retrieval
+  from fjft.models.tokenizer import Tokenizer
   path = minilm_dir()
   _, encoder = bert.from_hf(path)
   mode, normalize = retrieval.pooling_of_model(path)

@@ -15,8 +15,9 @@ import time
 import numpy as np
 import pytest
 
-from fjft import config as config_lib
-from fjft import distributed, infer
+from fjft.config import experiment as config_lib
+from fjft.parallel import distributed
+from fjft.run import opened as infer
 from fjft.errors import ConfigError
 from tests.conftest import REPO, cli_args, overrides, QUICKSTART
 
@@ -163,7 +164,7 @@ def test_the_mesh_is_layout_not_identity():
 
 def test_mesh_axes_that_do_not_divide_a_dimension_replicate_it():
   from jax.sharding import PartitionSpec as P
-  from fjft import mesh as mesh_lib
+  from fjft.parallel import mesh as mesh_lib
   sizes = {"data": 2, "fsdp": 4, "tensor": 4}
   # 30522 vocabulary rows cannot be split 4 ways; 384 features can
   assert mesh_lib.fit_spec(P("tensor", "fsdp"), (30522, 384), sizes) == P(None, "fsdp")
@@ -173,7 +174,7 @@ def test_mesh_axes_that_do_not_divide_a_dimension_replicate_it():
 
 
 def test_a_mesh_the_devices_cannot_hold_is_a_config_error():
-  from fjft import mesh as mesh_lib
+  from fjft.parallel import mesh as mesh_lib
   with pytest.raises(ConfigError, match="needs 8 devices, found 1"):
     mesh_lib.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
   with pytest.raises(ConfigError, match="at most one axis may be -1"):

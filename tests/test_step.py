@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from fjft import optim
-from fjft.step import TrainState, make_train_step
-from fjft.tasks import classify
+from fjft.training import optim
+from fjft.training.step import TrainState, make_train_step
+from fjft.tasks.classify import model as classify
 
 
 def _setup(grad_accum):

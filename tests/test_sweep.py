@@ -11,8 +11,8 @@ import urllib.request
 
 import pytest
 
-from fjft import config as config_lib
-from fjft import sweeps
+from fjft.config import experiment as config_lib
+from fjft.sweeps import grid as sweeps
 from fjft.errors import ConfigError
 from tests.conftest import REPO
 
@@ -52,7 +52,7 @@ def test_quickstart_sweep_plan_hashes_match_the_runs_own():
 
 def test_unknown_field_in_a_sweep_names_the_closest(tmp_path):
   exp = tmp_path / "exp.py"
-  exp.write_text("from fjft.defaults import classify_config\n"
+  exp.write_text("from fjft.config.defaults import classify_config\n"
                  "def get_config(arg=None):\n"
                  "  c = classify_config()\n  c.name = 'x'\n  c.data.path = 'd'\n  return c\n"
                  "def sweep():\n  return [{'optim.lrr': 1.0}]\n")
@@ -62,8 +62,8 @@ def test_unknown_field_in_a_sweep_names_the_closest(tmp_path):
 
 EXPERIMENT = '''
 """A 3-run sweep on a tiny BERT; the third run names a text column that does not exist."""
-from fjft import sweeps
-from fjft.defaults import classify_config
+from fjft.sweeps import grid as sweeps
+from fjft.config.defaults import classify_config
 
 
 def get_config(arg=None):

@@ -3,7 +3,7 @@
 import pytest
 
 from fjft.errors import FjftError
-from fjft.tokenizer import Tokenizer
+from fjft.models.tokenizer import Tokenizer
 
 transformers = pytest.importorskip("transformers",
                                    reason="tokenizer parity needs transformers")

@@ -12,8 +12,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from fjft import config as config_lib
-from fjft import runner
+from fjft.config import experiment as config_lib
+from fjft.tasks.classify import task as runner
 from tests.conftest import QUICKSTART, REPO, cli_args
 
 
@@ -103,7 +103,8 @@ def test_predict_and_export(finished_run, tmp_path):
     assert r["label"] in labels and abs(sum(r["probs"].values()) - 1) < 1e-4
     assert r["label"] == max(r["probs"], key=r["probs"].get)
 
-  from fjft import export, infer
+  from fjft import export
+  from fjft.run import opened as infer
   hf_dir = export.export_hf(run_dir, str(tmp_path / "hf"))
   model = transformers.AutoModelForSequenceClassification.from_pretrained(hf_dir).eval()
   tok = transformers.AutoTokenizer.from_pretrained(hf_dir)

@@ -53,8 +53,8 @@ import numpy as np
 from flax import nnx
 
 from fjft.errors import CheckpointError, ConfigError
-from fjft.models.dropout import dropout
-from fjft.models.linear import Axes, Linear, param
+from fjft.models.layers.dropout import dropout
+from fjft.models.layers.linear import Axes, Linear, param
 from fjft.models.params import flat_params
 from fjft.weights import safetensors_io
 from fjft.weights.hf_config import read_hf_config

@@ -19,9 +19,9 @@ import numpy as np
 from flax import nnx
 
 from fjft.errors import CheckpointError, ConfigError
-from fjft.models.dropout import dropout
-from fjft.models.linear import Axes, param
-from fjft.models.matmul import matmul
+from fjft.models.layers.dropout import dropout
+from fjft.models.layers.linear import Axes, param
+from fjft.models.layers.matmul import matmul
 from fjft.models.params import flat_params
 from fjft.weights import safetensors_io
 from fjft.weights.hf_config import read_hf_config

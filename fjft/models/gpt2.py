@@ -43,8 +43,8 @@ from flax import nnx
 from fjft.errors import ConfigError
 from fjft.models import decoder
 from fjft.models.decoder import REQUIRED, Cache, HFTensor, fold, same
-from fjft.models.linear import Linear, param
-from fjft.models.dropout import dropout
+from fjft.models.layers.linear import Linear, param
+from fjft.models.layers.dropout import dropout
 
 # (Config field, HF config.json key, default). Defaults are HF GPT2Config's.
 _HF_FIELDS: tuple[tuple[str, str, Any], ...] = (

@@ -47,8 +47,8 @@ from fjft.errors import ConfigError
 from fjft.models import decoder
 from fjft.models.decoder import (REQUIRED, Cache, HFTensor, fold, same,
                                  transpose)
-from fjft.models.linear import Linear, param
-from fjft.models.dropout import dropout
+from fjft.models.layers.linear import Linear, param
+from fjft.models.layers.dropout import dropout
 
 log = logging.getLogger(__name__)
 

@@ -14,23 +14,23 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from fjft import adapters
-from fjft import baseline as baseline_lib
-from fjft import config as config_lib
-from fjft import mesh as mesh_lib
-from fjft import rundir
-from fjft.checkpoint import abstract_like, restore_best_params
+from fjft.models import adapters
+from fjft.tasks.classify import baseline as baseline_lib
+from fjft.config import experiment as config_lib
+from fjft.parallel import mesh as mesh_lib
+from fjft.run import rundir
+from fjft.training.checkpoint import abstract_like, restore_best_params
 from fjft.data import batches as batches_lib
 from fjft.data.report import format_report
 from fjft.data.splits import load_classification_splits
 from fjft.errors import FjftError
-from fjft.logging import RunLogger
-from fjft.loop import train_loop
+from fjft.training.logging import RunLogger
+from fjft.training.loop import train_loop
 from fjft.models import registry
-from fjft.run_setup import open_run, place_params, prepare_training
-from fjft.step import make_eval_step
-from fjft.tasks import classify
-from fjft.tokenizer import Tokenizer
+from fjft.training.state import open_run, place_params, prepare_training
+from fjft.training.step import make_eval_step
+from fjft.tasks.classify import model as classify
+from fjft.models.tokenizer import Tokenizer
 
 
 def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:

@@ -10,7 +10,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from fjft import optim
+from fjft.training import optim
 from fjft.errors import ConfigError
 
 AXES = ("data", "fsdp", "tensor")

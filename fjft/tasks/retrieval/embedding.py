@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from fjft import infer
-from fjft import mesh as mesh_lib
+from fjft.run import opened as infer
+from fjft.parallel import mesh as mesh_lib
 from fjft.data import batches as batches_lib
 from fjft.data.clean import normalize_text
-from fjft.runner import per_example_outputs
+from fjft.tasks.classify.task import per_example_outputs
 
 
 def make_embed_step(graphdef, compute_dtype: str, mesh=None):

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fjft.errors import ConfigError
-from fjft.models.matmul import matmul
+from fjft.models.layers.matmul import matmul
 
 KINDS = ("int8", "nf4")
 NF4_BLOCK = 64

@@ -17,20 +17,22 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from fjft import adapters
-from fjft import config as config_lib
-from fjft import mesh as mesh_lib
-from fjft import rundir
-from fjft.checkpoint import abstract_like, restore_best_params
-from fjft.data import lm_examples, lm_splits
-from fjft.decoding import SamplingConfig, generate
+from fjft.models import adapters
+from fjft.config import experiment as config_lib
+from fjft.parallel import mesh as mesh_lib
+from fjft.run import rundir
+from fjft.training.checkpoint import abstract_like, restore_best_params
+from fjft.data import packing as lm_examples
+from fjft.tasks.lm import data as lm_splits
+from fjft.models.decoding import SamplingConfig, generate
 from fjft.errors import ConfigError
-from fjft.lm import load_lm
-from fjft.logging import RunLogger
-from fjft.loop import train_loop
-from fjft.run_setup import open_run, place_params, prepare_training
-from fjft.runner import hparams
-from fjft.tasks import gen_metrics, lm_loss
+from fjft.models.pretrained import load_lm
+from fjft.training.logging import RunLogger
+from fjft.training.loop import train_loop
+from fjft.training.state import open_run, place_params, prepare_training
+from fjft.tasks.classify.task import hparams
+from fjft.tasks.lm import metrics as gen_metrics
+from fjft.tasks.lm import loss as lm_loss
 
 
 def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:

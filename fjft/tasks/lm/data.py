@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 
-from fjft.data import lm_examples as lm
+from fjft.data import packing as lm
 from fjft.data import readers
 from fjft.data.splits import split_files
 from fjft.errors import ConfigError, DataError

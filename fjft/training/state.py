@@ -12,13 +12,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fjft import config as config_lib
-from fjft import mesh as mesh_lib
-from fjft import distributed, optim, rundir
-from fjft.checkpoint import RunCheckpoints, abstract_like
+from fjft.config import experiment as config_lib
+from fjft.parallel import mesh as mesh_lib
+from fjft.parallel import distributed
+from fjft.training import optim
+from fjft.run import rundir
+from fjft.training.checkpoint import RunCheckpoints, abstract_like
 from fjft.errors import ConfigError
-from fjft.loop import LoopState
-from fjft.step import TrainState, init_opt_state, make_train_step
+from fjft.training.loop import LoopState
+from fjft.training.step import TrainState, init_opt_state, make_train_step
 
 
 def open_run(config, workdir: str, rerun: bool, say) -> tuple[str, dict | None, Any]:

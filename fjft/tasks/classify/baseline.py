@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from fjft.tasks import classify
+from fjft.tasks.classify import model as classify
 
 
 def tfidf_logreg(train_texts, train_labels, eval_sets: dict, num_labels: int, baseline_cfg,

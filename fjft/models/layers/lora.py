@@ -17,8 +17,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from fjft.errors import ConfigError
-from fjft.models import quant
-from fjft.models.linear import Linear
+from fjft.models.layers import quant
+from fjft.models.layers.linear import Linear
 
 ADAPTER_PARAMS = ("lora_a", "lora_b")
 

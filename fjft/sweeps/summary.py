@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import os
 
-from fjft import config as config_lib
-from fjft import rundir
+from fjft.config import experiment as config_lib
+from fjft.run import rundir
 
 
 def collect(plan, outcomes: dict[int, dict]) -> list[dict]:

@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from fjft.models import quant
-from fjft.models.dropout import dropout
-from fjft.models.matmul import matmul
+from fjft.models.layers import quant
+from fjft.models.layers.dropout import dropout
+from fjft.models.layers.matmul import matmul
 
 Axes = tuple[str | None, ...]
 

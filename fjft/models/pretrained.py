@@ -19,7 +19,7 @@ from flax import nnx
 
 from fjft.errors import FjftError
 from fjft.models import registry
-from fjft.tokenizer import Tokenizer
+from fjft.models.tokenizer import Tokenizer
 
 
 @dataclasses.dataclass
@@ -74,7 +74,7 @@ def load_lm(name_or_path: str, *, adapter: str | None = None, **runtime) -> LM:
     cfg, model = family.from_hf(path, **runtime)
     tokenizer = Tokenizer.from_dir(path)
   if adapter:
-    from fjft import adapters
+    from fjft.models import adapters
     adapters.with_peft_adapter(model, family.hf_linear_names(cfg), adapter)
   source = os.path.abspath(path) + (f" + {os.path.abspath(adapter)}" if adapter else "")
   graphdef, params = nnx.split(model)
@@ -90,11 +90,11 @@ def load_run(run_dir: str, *, merge: bool = True) -> LM:
   adapters (and quantised base) are merged into plain float32 kernels unless `merge` is
   False (to export the adapters).
   """
-  from fjft import adapters
-  from fjft.models import lora
+  from fjft.models import adapters
+  from fjft.models.layers import lora
   import json
 
-  from fjft.checkpoint import abstract_like, restore_best_params
+  from fjft.training.checkpoint import abstract_like, restore_best_params
   from fjft.errors import CheckpointError
   path = os.path.join(run_dir, "model.json")
   if not os.path.isfile(path):

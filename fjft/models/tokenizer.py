@@ -23,7 +23,7 @@ from typing import Any
 
 import tokenizers
 
-from fjft import gguf_tokenizer
+from fjft.weights import gguf_tokenizer
 from fjft.errors import DataError, FjftError
 
 # Files that together let transformers' AutoTokenizer rebuild the tokenizer;

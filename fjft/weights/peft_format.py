@@ -18,7 +18,7 @@ import numpy as np
 from flax import nnx
 
 from fjft.errors import CheckpointError, ConfigError
-from fjft.models import lora
+from fjft.models.layers import lora
 from fjft.weights.safetensors_io import read_safetensors_file, write_safetensors
 
 PREFIX = "base_model.model."

@@ -20,24 +20,25 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from fjft import adapters
-from fjft import config as config_lib
-from fjft import embedding
-from fjft import mesh as mesh_lib
-from fjft import rundir
-from fjft.bm25 import BM25
-from fjft.checkpoint import abstract_like, restore_best_params
+from fjft.models import adapters
+from fjft.config import experiment as config_lib
+from fjft.tasks.retrieval import embedding
+from fjft.parallel import mesh as mesh_lib
+from fjft.run import rundir
+from fjft.tasks.retrieval.bm25 import BM25
+from fjft.training.checkpoint import abstract_like, restore_best_params
 from fjft.data import batches as batches_lib
-from fjft.data import ir_data
+from fjft.tasks.retrieval import data as ir_data
 from fjft.errors import DataError
-from fjft.logging import RunLogger
-from fjft.loop import train_loop
+from fjft.training.logging import RunLogger
+from fjft.training.loop import train_loop
 from fjft.models import registry
-from fjft.run_setup import open_run, place_params, prepare_training
-from fjft.runner import hparams
+from fjft.training.state import open_run, place_params, prepare_training
+from fjft.tasks.classify.task import hparams
 from fjft.search import reciprocal_rank_fusion, top_k, top_k_of_scores
-from fjft.tasks import ir_metrics, retrieval
-from fjft.tokenizer import Tokenizer
+from fjft.tasks.retrieval import metrics as ir_metrics
+from fjft.tasks.retrieval import model as retrieval
+from fjft.models.tokenizer import Tokenizer
 
 
 def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:

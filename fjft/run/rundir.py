@@ -12,7 +12,7 @@ import sys
 
 import jax
 
-from fjft import config as config_lib
+from fjft.config import experiment as config_lib
 from fjft.errors import FjftError
 
 PACKAGES = ("fjft", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "tokenizers",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from flax import nnx
 
 from fjft.errors import ConfigError
-from fjft.models import lora
+from fjft.models.layers import lora
 
 # The adapters' parameter paths (fjft.optim.param_paths).
 ADAPTER_PATTERN = r"\.lora_[ab]$"
@@ -63,7 +63,7 @@ def describe_counts(counts: dict) -> str:
 def load_initial(model: nnx.Module, names: dict, config) -> dict:
   """Starts the adapters of `model` from the PEFT adapter folder peft.init_from (to go on
   training it); returns the folder's other tensors (a classifier head), HF-named."""
-  from fjft import peft_format
+  from fjft.weights import peft_format
   folder = config.peft.init_from
   if not folder:
     return {}
@@ -73,7 +73,7 @@ def load_initial(model: nnx.Module, names: dict, config) -> dict:
 
 def with_peft_adapter(model: nnx.Module, names: dict, folder: str) -> nnx.Module:
   """`model` with the PEFT adapter in `folder` merged in (to generate or predict with it)."""
-  from fjft import peft_format
+  from fjft.weights import peft_format
   config, tensors = peft_format.read_adapter(folder)
   paths = peft_format.adapted_paths(tensors, names)
   if not paths:

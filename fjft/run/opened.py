@@ -10,16 +10,19 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from fjft import adapters, rundir
-from fjft.checkpoint import abstract_like, restore_best_params
+from fjft.models import adapters
+from fjft.run import rundir
+from fjft.training.checkpoint import abstract_like, restore_best_params
 from fjft.data import batches as batches_lib
 from fjft.data.clean import normalize_text
 from fjft.errors import FjftError
-from fjft.models import lora, registry
-from fjft.runner import make_apply_fn, per_example_outputs
-from fjft.step import make_eval_step
-from fjft.tasks import classify, retrieval
-from fjft.tokenizer import Tokenizer
+from fjft.models import registry
+from fjft.models.layers import lora
+from fjft.tasks.classify.task import make_apply_fn, per_example_outputs
+from fjft.training.step import make_eval_step
+from fjft.tasks.classify import model as classify
+from fjft.tasks.retrieval import model as retrieval
+from fjft.models.tokenizer import Tokenizer
 
 
 @dataclasses.dataclass

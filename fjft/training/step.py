@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fjft import optim
+from fjft.training import optim
 
 
 @flax.struct.dataclass

@@ -26,8 +26,8 @@ import shlex
 import sys
 from typing import Any, Iterable, Sequence
 
-from fjft import config as config_lib
-from fjft import rundir
+from fjft.config import experiment as config_lib
+from fjft.run import rundir
 from fjft.errors import ConfigError
 
 Overrides = dict[str, Any]
