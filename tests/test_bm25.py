@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fjft.tasks.retrieval.bm25 import BM25, tokenize
-from fjft.search import reciprocal_rank_fusion, top_k, top_k_of_scores
+from fjft.tasks.retrieval.ranking import reciprocal_rank_fusion, top_k, top_k_of_scores
 
 
 def test_bm25_worked_example():

@@ -12,6 +12,7 @@ import pytest
 from fjft.config import experiment as config_lib
 from fjft.tasks.retrieval import embedding
 from fjft.tasks.retrieval import task as retrieval_runner
+from fjft.tasks.retrieval.pairs import PairBatches
 from fjft.config.defaults import retrieval_config
 from tests.conftest import REPO, minilm_dir
 
@@ -99,7 +100,7 @@ def test_pair_batches_are_a_function_of_the_step(search_run):
   docs = embedding.encode_texts(data.doc_texts, tok, 32)
   qids = list(data.queries)
   queries = embedding.encode_texts([data.queries[q] for q in qids], tok, 16)
-  make = lambda: retrieval_runner.PairBatches(data, docs, queries, {q: i for i, q in
+  make = lambda: PairBatches(data, docs, queries, {q: i for i, q in
                                               enumerate(qids)}, BM25(data.doc_texts), 0, config)
   a, b = make(), make()
   for step in (0, 5, 17):
