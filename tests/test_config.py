@@ -43,6 +43,30 @@ def test_bad_value_names_field():
     config_lib.load_config(QUICKSTART, [("train.grad_accum", "5")])
 
 
+@pytest.mark.parametrize("field", ["train.eval_every", "train.log_every", "train.checkpoint_every"])
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_step_intervals_below_one_are_config_errors_naming_the_field(field, value):
+  # the loop takes `step % every`: 0 would be a ZeroDivisionError mid-run, -1 never fires
+  with pytest.raises(ConfigError, match=rf"config field {field} must be > 0.*got {value}"):
+    config_lib.load_config(QUICKSTART, [(field, value)])
+  with pytest.raises(ConfigError, match=rf"config field {field} must be > 0"):
+    config = config_lib.load_config(QUICKSTART)
+    d = config_lib.to_dict(config)
+    section, leaf = field.split(".")
+    d[section][leaf] = int(value)
+    config_lib.from_dict(d)   # a run's saved config.json is checked the same way
+  assert config_lib.get_field(config_lib.load_config(QUICKSTART, [(field, "1")]), field) == 1
+
+
+def test_cli_with_eval_every_zero_stops_before_training(tmp_path):
+  r = subprocess.run([sys.executable, "-m", "fjft.train", f"--config={QUICKSTART}",
+                      f"--workdir={tmp_path}", "--config.train.eval_every=0"],
+                     cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+  assert "config field train.eval_every must be > 0" in r.stderr
+  assert not os.listdir(tmp_path)
+
+
 def test_config_arg():
   c = config_lib.load_config(QUICKSTART + ":steps=9,lr=0.001")
   assert c.train.steps == 9 and c.optim.lr == 0.001

@@ -187,6 +187,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
       ("train.batch_size", get_field(config, "train.batch_size") > 0, "must be > 0"),
       ("optim.lr", get_field(config, "optim.lr") > 0, "must be > 0"),
   ]
+  # how often to evaluate, log and save: every n steps, so n must be a positive step count
+  for field in ("train.eval_every", "train.log_every", "train.checkpoint_every"):
+    if field in keys:
+      checks.append((field, get_field(config, field) > 0, "must be > 0 (a step count)"))
   for field, ok, why in checks:
     if not ok:
       raise ConfigError(f"config field {field} {why} (got {get_field(config, field)!r})")
