@@ -39,12 +39,12 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fjft.training import optim# noqa: E402
-from fjft.config.defaults import lm_config# noqa: E402
+from fjft.training import optim  # noqa: E402
+from fjft.tasks.lm.config import default_config as lm_config  # noqa: E402
 from fjft.export import export_lm_hf  # noqa: E402
-from fjft.models.pretrained import load_lm# noqa: E402
-from fjft.training.step import TrainState, make_train_step# noqa: E402
-from fjft.tasks.lm import loss as lm_loss# noqa: E402
+from fjft.models.pretrained import load_lm  # noqa: E402
+from fjft.training.step import TrainState, make_train_step  # noqa: E402
+from fjft.tasks.lm import loss as lm_loss  # noqa: E402
 from flax import nnx  # noqa: E402
 
 

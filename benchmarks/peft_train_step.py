@@ -92,7 +92,7 @@ def run_fjft(model_name: str, mode: str) -> dict:
 
   from fjft.models import adapters
   from fjft.training import optim
-  from fjft.config.defaults import lm_config
+  from fjft.tasks.lm.config import default_config as lm_config
   from fjft.training.step import TrainState, init_opt_state, make_train_step
   from fjft.tasks.lm import loss as lm_loss
   if model_name == "smollm2":

@@ -51,12 +51,12 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fjft.training import optim# noqa: E402
-from fjft.config.defaults import classify_config# noqa: E402
+from fjft.training import optim  # noqa: E402
+from fjft.tasks.classify.config import default_config as classify_config  # noqa: E402
 from fjft.models import registry  # noqa: E402
-from fjft.tasks.classify.task import build_model, make_apply_fn# noqa: E402
-from fjft.training.step import TrainState, make_train_step# noqa: E402
-from fjft.tasks.classify import model as classify# noqa: E402
+from fjft.tasks.classify.task import build_model, make_apply_fn  # noqa: E402
+from fjft.training.step import TrainState, make_train_step  # noqa: E402
+from fjft.tasks.classify import model as classify  # noqa: E402
 from flax import nnx  # noqa: E402
 
 

@@ -20,12 +20,13 @@ runs and the test suite (not a timing to compare).
 """
 
 from fjft.config import experiment as config_lib
-from fjft.config.defaults import lm_config, set_peft_arg
+from fjft.config.defaults import set_peft_arg
+from fjft.tasks.lm.config import default_config
 
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, {"steps": 60, "lr": 0.0, "peft": ""})
-  c = lm_config()
+  c = default_config()
   c.name = "shakespeare"
   c.model.name = "smollm2-135m-instruct"
   c.data.path = "../shared/data/tiny_shakespeare/input.txt"

@@ -13,12 +13,13 @@ regression (full fine-tuning: 0.9276), best dev 0.9153 at step 1750 (dev 0.469 a
 """
 
 from fjft.config import experiment as config_lib
-from fjft.config.defaults import classify_config, set_peft_arg
+from fjft.config.defaults import set_peft_arg
+from fjft.tasks.classify.config import default_config
 
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, {"steps": 2000, "lr": 0.0, "peft": ""})
-  c = classify_config()
+  c = default_config()
   c.name = "banking77"
   c.data.path = "../shared/data/banking77"
   c.data.text_column = "text"

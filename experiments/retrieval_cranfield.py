@@ -17,12 +17,12 @@ at step 75; zero-shot 0.3317). With lr 5e-5 (`:lr=5e-5`): dev 0.3699, test 0.424
 """
 
 from fjft.config import experiment as config_lib
-from fjft.config.defaults import retrieval_config
+from fjft.tasks.retrieval.config import default_config
 
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, {"lr": 1e-4})
-  c = retrieval_config()
+  c = default_config()
   c.name = "cranfield"
   c.data.path = "../shared/data/cranfield"
   c.data.on_bad_row = "skip"

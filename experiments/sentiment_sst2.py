@@ -22,7 +22,7 @@ about 5000 steps the phrase-level dev split kept rising while the sentence-level
 
 from fjft.config import experiment as config_lib
 from fjft.sweeps import grid as sweeps
-from fjft.config.defaults import classify_config
+from fjft.tasks.classify.config import default_config
 
 RECIPES = {
     # measured: 17.8 min wall on the 2-core machine (see the docstring); exports to HF
@@ -35,7 +35,7 @@ RECIPES = {
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, {"recipe": "cpu", "lr": 1e-4, "pooling": ""})
   r = RECIPES[a.recipe]
-  c = classify_config()
+  c = default_config()
   c.name = f"sst2-{a.recipe}"
   c.data.path = "../shared/data/sst2"
   c.data.text_column = "sentence"

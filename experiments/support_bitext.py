@@ -21,12 +21,13 @@ perplexity 3.27 vs 6.78; 90% of the full fine-tune's ROUGE-L gain. 31.4 min wall
 """
 
 from fjft.config import experiment as config_lib
-from fjft.config.defaults import lm_config, set_peft_arg
+from fjft.config.defaults import set_peft_arg
+from fjft.tasks.lm.config import default_config
 
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, {"steps": 30, "lr": 0.0, "peft": ""})
-  c = lm_config()
+  c = default_config()
   c.name = "support-bitext"
   c.model.name = "smollm2-135m-instruct"
   c.data.path = "../shared/data/bitext_support/train.csv"

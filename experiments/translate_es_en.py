@@ -20,12 +20,13 @@ on every attention and MLP projection, lr 1e-3, 60 steps) trains 2.44M of 137.0M
 """
 
 from fjft.config import experiment as config_lib
-from fjft.config.defaults import lm_config, set_peft_arg
+from fjft.config.defaults import set_peft_arg
+from fjft.tasks.lm.config import default_config
 
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, {"steps": 60, "lr": 0.0, "peft": ""})
-  c = lm_config()
+  c = default_config()
   c.name = "translate-es-en"
   c.model.name = "smollm2-135m-instruct"
   c.data.path = "../shared/data/tatoeba_eng_spa/test"

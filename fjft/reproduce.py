@@ -119,7 +119,7 @@ def compare_params(a, b, exact: bool) -> tuple[list[str], float]:
 
 def reproduce(run: str, workdir: str, say=print) -> bool:
   """Re-runs `run` from its config.json; True when it matches."""
-  from fjft.run import runner as run_lib# heavy: jax, flax, orbax
+  from fjft.run import runner as run_lib  # heavy: jax, flax, orbax
 
   orig_dir = find_run(run, workdir)
   if not rundir.is_finished(orig_dir):

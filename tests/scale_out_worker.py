@@ -24,7 +24,7 @@ from fjft.config import experiment as config_lib
 from fjft.tasks.lm import task as lm_runner
 from fjft.tasks.classify import task as runner
 from fjft.parallel import mesh as mesh_lib
-from fjft.config.defaults import lm_config
+from fjft.tasks.lm.config import default_config as lm_config
 from fjft.models.pretrained import load_lm
 from fjft.models import registry
 from fjft.errors import ConfigError

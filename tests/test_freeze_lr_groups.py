@@ -114,7 +114,7 @@ def test_bad_freeze_is_a_clear_error(freeze, message):
 
 
 def test_new_fields_change_the_run_hash_only_when_set():
-  from fjft.config.defaults import classify_config
+  from fjft.tasks.classify.config import default_config as classify_config
   c = classify_config()
   c.data.path = "x"
   d = config_lib.to_dict(c)
@@ -156,7 +156,7 @@ def test_optimizer_state_leaves_follow_their_params_through_lr_groups():
   import jax
   import jax.numpy as jnp
   from fjft.training import optim
-  from fjft.config.defaults import classify_config
+  from fjft.tasks.classify.config import default_config as classify_config
   params = {"body": {"kernel": jnp.zeros((4, 3))}, "head": {"kernel": jnp.zeros((3, 2))}}
   cfg = classify_config().optim
   cfg.lr_groups = r"^head\.=10"

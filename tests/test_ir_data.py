@@ -7,7 +7,7 @@ import ml_collections
 import pytest
 
 from fjft.tasks.retrieval import data as ir_data
-from fjft.config.defaults import retrieval_config
+from fjft.tasks.retrieval.config import default_config as retrieval_config
 from fjft.errors import DataError
 
 DOCS = """.I 1

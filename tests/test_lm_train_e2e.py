@@ -9,7 +9,7 @@ import pytest
 
 from fjft.config import experiment as config_lib
 from fjft.tasks.lm import task as lm_runner
-from fjft.config.defaults import lm_config
+from fjft.tasks.lm.config import default_config as lm_config
 from fjft.errors import DataError
 from tests.conftest import REPO
 

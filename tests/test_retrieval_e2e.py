@@ -13,7 +13,7 @@ from fjft.config import experiment as config_lib
 from fjft.tasks.retrieval import embedding
 from fjft.tasks.retrieval import task as retrieval_runner
 from fjft.tasks.retrieval.pairs import PairBatches
-from fjft.config.defaults import retrieval_config
+from fjft.tasks.retrieval.config import default_config as retrieval_config
 from tests.conftest import REPO, minilm_dir
 
 TOPICS = ["wing flutter", "heat transfer", "shock waves", "boundary layer", "jet noise",

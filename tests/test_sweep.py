@@ -52,7 +52,7 @@ def test_quickstart_sweep_plan_hashes_match_the_runs_own():
 
 def test_unknown_field_in_a_sweep_names_the_closest(tmp_path):
   exp = tmp_path / "exp.py"
-  exp.write_text("from fjft.config.defaults import classify_config\n"
+  exp.write_text("from fjft.tasks.classify.config import default_config as classify_config\n"
                  "def get_config(arg=None):\n"
                  "  c = classify_config()\n  c.name = 'x'\n  c.data.path = 'd'\n  return c\n"
                  "def sweep():\n  return [{'optim.lrr': 1.0}]\n")
@@ -63,7 +63,7 @@ def test_unknown_field_in_a_sweep_names_the_closest(tmp_path):
 EXPERIMENT = '''
 """A 3-run sweep on a tiny BERT; the third run names a text column that does not exist."""
 from fjft.sweeps import grid as sweeps
-from fjft.config.defaults import classify_config
+from fjft.tasks.classify.config import default_config as classify_config
 
 
 def get_config(arg=None):

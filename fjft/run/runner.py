@@ -9,7 +9,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   classifier (fjft.runner). Returns its results."""
   task = config.get("task")
   if task == "lm":
-    from fjft.tasks.lm import task as lm_runner# decoders are imported only for LM runs
+    from fjft.tasks.lm import task as lm_runner  # decoders are imported only for LM runs
     return lm_runner.run(config, workdir, rerun=rerun, say=say)
   if task == "retrieval":
     from fjft.tasks.retrieval import task as retrieval_runner
