@@ -8,8 +8,7 @@ comes after everything trained on. The baseline is the pretrained model zero-sho
 
 Reached (2 CPU cores, alone, FJFT_MALLOC=jemalloc): test perplexity 29.57 vs 43.83 zero-shot
 (-32.5%), dev 32.68 vs 49.35 (-33.8%; 33.91 at step 30); 21.7 min wall, the command from
-start to summary. The train step (8 x 256 tokens, float32) took about 14 s. (The earlier
-100-step recipe reached test 29.15 but needed about 35 min alone with the slower step.)
+start to summary. The train step (8 x 256 tokens, float32) took about 14 s.
 Perplexity here is over rows of 256 tokens, each starting without context, which is why
 zero-shot is 43.8 rather than the 33.3 a longer context gives.
 
@@ -17,6 +16,8 @@ LoRA (`:peft=lora`: rank 8 on every attention and MLP projection, lr 1e-3; 2.44M
 parameters train, 1.78%): test perplexity 30.19 vs 43.83 zero-shot (-31.1%; dev 33.56 vs
 49.35), 96% of the full fine-tune's reduction. 42.0 min wall, sharing the 2 cores with other
 runs and the test suite (not a timing to compare).
+
+Earlier recipes and their results: docs/results.md.
 """
 
 from fjft.config import experiment as config_lib

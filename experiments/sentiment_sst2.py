@@ -6,8 +6,7 @@
 Data: ../shared/data/sst2 (train.tsv trains, dev.tsv selects, test.tsv = GLUE dev is `test`).
 CPU recipe (1500 steps, the [CLS] pooler head, exports to HF): test accuracy 0.8830 vs 0.8188
 for TF-IDF + logistic regression, best dev 0.9357 at step 1500; 22.0 min wall on the 2 cores
-shared with test runs (17.8 min alone, measured with the slower train step before the 16-bit
-dropout change). On 80 reviews from other domains (experiments/data/sentiment_other_domains)
+shared with test runs. On 80 reviews from other domains (experiments/data/sentiment_other_domains)
 that model scores 0.900 accuracy, against 0.775 for TF-IDF + logistic regression trained on
 the same SST-2 data. With `:pooling=mean` (no HF export, see below) the CPU recipe reached
 test 0.8911, best dev 0.9349 at step 1500, in 12.9 min alone.
@@ -15,9 +14,8 @@ Full recipe (4000 steps, about 2 epochs of the phrases, mean pooling): test accu
 (seed 0), 0.9025 (seed 1) and 0.8991 (seed 2; mean 0.9018), best dev 0.9465, 0.9490 and
 0.9464; 34-35 min wall alone on the 2 cores.
 It pools the mean of the tokens, as all-MiniLM-L6-v2 was trained to, so it does not export to
-transformers' AutoModelForSequenceClassification (`:recipe=full,pooling=pooler` does). With the
-pooler head the same data plateaued at test 0.8945 (6000 steps) and 0.8933 (12000 steps): past
-about 5000 steps the phrase-level dev split kept rising while the sentence-level test did not.
+transformers' AutoModelForSequenceClassification (`:recipe=full,pooling=pooler` does).
+Why mean pooling, and the pooler-head recipes before it: docs/results.md.
 """
 
 from fjft.config import experiment as config_lib
