@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import os
 import re
-from typing import Any
+from typing import Any, Hashable, Sequence
 
 from fjft.data import readers
 from fjft.data import report as report_lib
@@ -126,6 +126,39 @@ def sorted_labels(labels) -> list[str]:
   if labels and all(_INTEGER.fullmatch(label) for label in labels):
     return sorted(labels, key=int)
   return sorted(labels)
+
+
+def hash_rank(seed: int, key: str) -> bytes:
+  """Where `key` ranks in the hashed order of `seed`: sha256, not hash() or an RNG stream,
+  so it is the same on every machine and Python version."""
+  return hashlib.sha256(f"{seed}\0{key}".encode("utf-8")).digest()
+
+
+def held_out_count(n: int, fraction: float) -> int:
+  """How many of `n` items a `fraction` holds out: n * fraction, rounded half up."""
+  return int(n * fraction + 0.5)
+
+
+def hashed_choice(keys: Sequence[str], fraction: float, seed: int, *, salt: str = "",
+                  strata: Sequence[Hashable] | None = None, keep_one: bool = False) -> set[int]:
+  """The indices of a hashed `fraction` of `keys`: the one splitter of every task.
+
+  The held_out_count(n, fraction) keys first in the order of hash_rank(seed, salt + key)
+  (position breaks ties) are chosen, so whether an item is chosen depends on its own key,
+  not on the order of the rows. With `strata` (e.g. each example's label) every stratum
+  gives its own fraction; `keep_one` leaves at least one item of each stratum unchosen.
+  """
+  groups: dict[Hashable, list[int]] = collections.defaultdict(list)
+  for i in range(len(keys)):
+    groups[strata[i] if strata is not None else None].append(i)
+  chosen: set[int] = set()
+  for indices in groups.values():
+    n = held_out_count(len(indices), fraction)
+    if keep_one:
+      n = max(min(n, len(indices) - 1), 0)
+    ranked = sorted(indices, key=lambda i: (hash_rank(seed, salt + keys[i]), i))
+    chosen.update(ranked[:n])
+  return chosen
 
 
 def _get(cfg: Any, name: str, default: Any) -> Any:
@@ -282,27 +315,13 @@ def _drop_duplicates(split: _Split, dedup: bool, conflicts: bool) -> None:
 
 
 def _carve_dev(train: _Split, opts: _Options) -> tuple[_Split, int]:
-  """Moves a stratified `dev_fraction` of each label's train examples to a new dev split.
-
-  Which examples move depends only on (split_seed, text): sha256, not hash() or an RNG
-  stream, so it is the same on every machine and Python version and does not change for
-  the other examples when a row is added or fixed. Each label keeps one example in train.
-  """
-  by_label = collections.defaultdict(list)
-  for i, ex in enumerate(train.examples):
-    by_label[ex.label].append(i)
-  to_dev = set()
-  for indices in by_label.values():
-    n_dev = min(int(len(indices) * opts.dev_fraction + 0.5), len(indices) - 1)
-    ranked = sorted(indices, key=lambda i: (_split_key(opts.split_seed, train.examples[i].text), i))
-    to_dev.update(ranked[:n_dev])
+  """Moves a stratified `dev_fraction` of each label's train examples to a new dev split
+  (hashed_choice of their texts); each label keeps one example in train."""
+  to_dev = hashed_choice([ex.text for ex in train.examples], opts.dev_fraction, opts.split_seed,
+                         strata=[ex.label for ex in train.examples], keep_one=True)
   dev = [ex for i, ex in enumerate(train.examples) if i in to_dev]
   train.examples = [ex for i, ex in enumerate(train.examples) if i not in to_dev]
   return _Split(files=[], stats=readers.BadRowStats(), rows_read=len(dev), examples=dev), len(dev)
-
-
-def _split_key(seed: int, text: str) -> bytes:
-  return hashlib.sha256(f"{seed}\0{text}".encode("utf-8")).digest()
 
 
 def _drop_unseen_labels(split: _Split, labels: set[str], on_bad_row: str) -> None:

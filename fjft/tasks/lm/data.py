@@ -10,13 +10,12 @@ that does not depend on row order.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 
 from fjft.data import packing as lm
 from fjft.data import readers
-from fjft.data.splits import split_files
+from fjft.data import splits as splits_lib
 from fjft.errors import ConfigError, DataError
 
 FORMATS = ("text", "prompt_response", "parallel", "chat")
@@ -53,7 +52,7 @@ def load_lm_splits(data_cfg, tokenizer) -> LMSplits:
   elif not os.path.exists(path):
     raise DataError(f"data.path: {data_cfg.path} does not exist")
   elif os.path.isdir(path):
-    files = split_files(path, extensions=readers.SUPPORTED_EXTENSIONS + TEXT_EXTENSIONS)
+    files = splits_lib.split_files(path, extensions=readers.SUPPORTED_EXTENSIONS + TEXT_EXTENSIONS)
   else:
     files = {"train": path}
   raw = {name: _read(file, data_cfg) for name, file in files.items()}
@@ -189,15 +188,15 @@ def _read_chats(path: str, cfg, stats) -> _Raw:
 def _hold_out(train: _Raw, fraction: float, name: str, fmt: str, seed: int) -> tuple[_Raw, _Raw]:
   """(rest of train, held-out split): the tail for text, a hashed choice otherwise."""
   n = len(train.items)
-  k = int(round(n * fraction))
+  k = splits_lib.held_out_count(n, fraction)
   if not 0 < k < n:
     raise DataError(f"{train.source}: cannot hold out data.{name}_fraction={fraction} of "
                     f"{n} rows as {name} (add a {name} file or change the fraction)")
   if fmt == "text":
     chosen = set(range(n - k, n))
   else:
-    key = lambda i: hashlib.sha256(f"{seed}\0{name}\0{json.dumps(train.items[i])}".encode()).digest()
-    chosen = set(sorted(range(n), key=key)[:k])
+    chosen = splits_lib.hashed_choice([json.dumps(item) for item in train.items], fraction, seed,
+                                      salt=f"{name}\0")
   pick = lambda keep: ([x for i, x in enumerate(train.items) if (i in chosen) == keep],
                        [w for i, w in enumerate(train.where) if (i in chosen) == keep])
   held_items, held_where = pick(True)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import os
 import re
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 from fjft.data import readers
 from fjft.data import report as report_lib
 from fjft.data.clean import normalize_text
+from fjft.data.splits import hashed_choice, split_files
 from fjft.errors import ConfigError, DataError
 
 FORMATS = ("auto", "cranfield", "beir", "pairs")
@@ -263,7 +263,6 @@ def _read_beir(path: str, data_cfg, bad) -> _Raw:
 
 
 def _read_pairs(path: str, data_cfg, bad) -> _Raw:
-  from fjft.data.splits import split_files  # pylint: disable=g-import-not-at-top  # cycle
   files = split_files(path) if os.path.isdir(path) else {"train": path}
   raw = _Raw(files=list(files.values()))
   columns = {data_cfg.query_column: "query_column", data_cfg.positive_column: "positive_column"}
@@ -320,11 +319,6 @@ def _record(obj, where: str, needed: tuple[str, ...], bad) -> dict | None:
 # ----------------------------------------------------------------------------- splits
 
 
-def _hash_rank(seed: int, key: str) -> bytes:
-  # sha256, not hash(): the same split on every machine and Python version.
-  return hashlib.sha256(f"{seed}\0{key}".encode("utf-8")).digest()
-
-
 def _split(query_ids: list[str], given: dict[str, str], data_cfg) -> dict[str, str]:
   """query id -> split: the files' own split where they give one; test by the configured
   rule when they name no test queries; dev carved from train when they name no dev."""
@@ -336,15 +330,15 @@ def _split(query_ids: list[str], given: dict[str, str], data_cfg) -> dict[str, s
       number = {q: i for i, q in enumerate(query_ids, 1)}
       test = {q for q in free if number[q] % data_cfg.test_every == 0}
     else:
-      n = int(len(free) * data_cfg.test_fraction + 0.5)
-      test = set(sorted(free, key=lambda q: _hash_rank(data_cfg.split_seed, "test:" + q))[:n])
+      test = {free[i] for i in hashed_choice(free, data_cfg.test_fraction, data_cfg.split_seed,
+                                             salt="test:")}
     split_of.update({q: "test" for q in test})
   split_of.update({q: "train" for q in free if q not in split_of})
   if "dev" not in split_of.values():
     train = [q for q in query_ids if split_of[q] == "train"]
-    n = min(int(len(train) * data_cfg.dev_fraction + 0.5), len(train) - 1)
-    dev = sorted(train, key=lambda q: _hash_rank(data_cfg.split_seed, "dev:" + q))[:max(n, 0)]
-    split_of.update({q: "dev" for q in dev})
+    dev = hashed_choice(train, data_cfg.dev_fraction, data_cfg.split_seed, salt="dev:",
+                        keep_one=True)
+    split_of.update({train[i]: "dev" for i in dev})
   return split_of
 
 
