@@ -56,10 +56,16 @@ def test_folder_with_three_splits(tmp_path):
   assert splits.dev[0].where == f"{folder / 'dev.jsonl'}:1"
   report = splits.report
   json.dumps(report)  # written to the run dir as JSON
-  assert set(report) == {"source", "settings", "num_labels", "labels", "splits", "warnings"}
+  # the schema every task's report has (fjft.data.report), then classification's own keys
+  assert set(report) == {"task", "source", "settings", "splits", "lengths", "skipped", "bad_rows",
+                         "duplicates_removed", "overlap_removed", "warnings",
+                         "num_labels", "labels"}
+  assert report["task"] == "classify" and report["lengths"]["train"]["unit"] == "words"
   assert set(report["splits"]["train"]) >= {
-      "files", "rows_read", "rows_kept", "dropped", "bad_rows", "examples", "duplicates_kept",
-      "label_counts", "length_words", "moved_to_dev"}
+      "source", "rows_read", "examples", "bad_rows", "skipped", "duplicates_removed",
+      "overlap_removed", "dropped", "drop_examples",
+      "files", "rows_kept", "duplicates_kept", "label_counts", "length_words", "moved_to_dev"}
+  assert report["splits"]["train"]["examples"] == 20
   assert report["splits"]["train"]["label_counts"] == {"neg": 10, "pos": 10}
   assert report["splits"]["train"]["length_words"] == {"p50": 3, "p90": 3, "p99": 3, "max": 3}
   assert report["splits"]["dev"]["carved_from_train"] is False
@@ -85,7 +91,7 @@ def test_cleaning_and_dedup_and_conflicts(tmp_path):
       ("Good film", "pos"), ("good film", "pos"), ("bad film", "neg")]
   dropped = splits.report["splits"]["train"]["dropped"]
   assert dropped == {"duplicates": 1, "conflicting labels": 2}
-  example = splits.report["splits"]["train"]["examples"]["conflicting labels"][0]
+  example = splits.report["splits"]["train"]["drop_examples"]["conflicting labels"][0]
   assert example.endswith("t.jsonl:4: label 'neg', but " + f"{tmp_path / 't.jsonl'}:1 has the "
                           "same text with label 'pos'")
   _check_accounting(splits.report)
@@ -115,7 +121,9 @@ def test_overlap_with_dev_and_test_is_removed_from_train_and_test_keeps_duplicat
   assert len(splits.dev) == 1 and len(splits.test) == 3  # test size is never changed by dedup
   report = splits.report["splits"]
   assert report["train"]["dropped"] == {"overlap with dev/test": 2}
-  assert report["dev"]["dropped"] == {"duplicates": 1}
+  assert report["train"]["overlap_removed"] == 2 and report["train"]["duplicates_removed"] == 0
+  assert report["dev"]["dropped"] == {"duplicates": 1} and report["dev"]["duplicates_removed"] == 1
+  assert splits.report["duplicates_removed"] == 1 and splits.report["overlap_removed"] == 2
   assert report["test"]["duplicates_kept"] == 1 and report["test"]["dropped"] == {}
   _check_accounting(splits.report)
 
@@ -138,7 +146,8 @@ def test_empty_text_is_a_bad_row(tmp_path):
   assert len(splits.train) == 6
   report = splits.report["splits"]["train"]
   assert report["dropped"] == {"empty text": 1} and report["bad_rows"] == 1
-  assert "e.g. " + report["examples"]["empty text"][0] in format_report(splits.report)
+  assert "e.g. " + report["drop_examples"]["empty text"][0] in format_report(splits.report)
+  assert report["skipped"]["counts"] == {"empty text": 1} and splits.report["bad_rows"] == 1
 
 
 def test_reader_bad_rows_are_counted_in_the_report(tmp_path):

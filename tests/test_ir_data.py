@@ -184,3 +184,72 @@ def test_real_cranfield_matches_the_data_readme(shared_data):
   # cranqrel numbers queries by position: query 1 is the first of cran.qry
   assert c.queries["1"].startswith("what similarity laws must be obeyed")
   assert c.qrels["1"]["184"] == 3                             # code 2 -> gain 3
+
+
+def _beir(root, queries, qrels):
+  (root / "qrels").mkdir(parents=True)
+  with open(root / "corpus.jsonl", "w") as f:
+    for i in range(4):
+      f.write(json.dumps({"_id": f"d{i}", "text": f"document {i}"}) + "\n")
+  with open(root / "queries.jsonl", "w") as f:
+    for qid, text in queries.items():
+      f.write(json.dumps({"_id": qid, "text": text}) + "\n")
+  for split, rows in qrels.items():
+    (root / "qrels" / f"{split}.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in rows))
+  return str(root)
+
+
+def test_repeated_and_overlapping_query_texts_are_dropped_and_counted(tmp_path):
+  queries = {"q0": "wing flutter", "q1": "wing  flutter", "q2": "heat flow", "q3": "shock",
+             "q4": "heat flow", "q5": "lift"}
+  qrels = {"train": [("q0", "d0"), ("q1", "d1"), ("q2", "d2"), ("q5", "d3")],
+           "dev": [("q3", "d3")], "test": [("q4", "d2")]}
+  path = _beir(tmp_path / "beir", queries, qrels)
+  c = ir_data.load_collection(data_cfg(path))
+  assert c.split_queries("train") == ["q0", "q5"] and c.split_queries("test") == ["q4"]
+  assert c.qrels["q0"] == {"d0": 1, "d1": 1}      # the repeat's judgements join the first's
+  assert "q1" not in c.qrels and "q2" not in c.split_of
+  train = c.report["splits"]["train"]
+  assert train["dropped"] == {"duplicates": 1, "overlap with dev/test": 1}
+  assert (train["rows_read"], train["examples"], train["queries"]) == (4, 2, 2)
+  assert train["drop_examples"]["overlap with dev/test"][0].endswith(
+      "queries.jsonl:3: same query as " + os.path.join(path, "queries.jsonl") + ":5")
+  assert c.report["duplicates_removed"] == 1 and c.report["overlap_removed"] == 1
+  assert c.report["queries"] == {"read": 6, "kept": 4}
+  assert c.report["splits"]["test"]["source"] == os.path.join(path, "qrels", "test.tsv")
+  assert "overlap with dev/test 1" in ir_data.format_report(c.report)
+  kept = ir_data.load_collection(data_cfg(path, drop_duplicates=False))
+  assert kept.split_queries("train") == ["q0", "q1", "q2", "q5"]
+  assert kept.report["duplicates_removed"] == kept.report["overlap_removed"] == 0
+
+
+def test_pairs_folder_query_in_train_and_test_files(tmp_path):
+  write = lambda name, rows: (tmp_path / name).write_text(
+      "".join(json.dumps({"query": q, "positive": p}) + "\n" for q, p in rows))
+  write("train.jsonl", [("reset password", "Use the link."), ("refund", "Five days."),
+                        ("opening hours", "At nine.")])
+  write("test.jsonl", [("refund", "Refunds take five days.")])
+  c = ir_data.load_collection(data_cfg(str(tmp_path)))
+  assert sorted(c.queries[q] for q in c.split_queries("train")) == ["opening hours",
+                                                                   "reset password"]
+  assert [c.queries[q] for q in c.split_queries("test")] == ["refund"]
+  assert c.report["splits"]["train"]["overlap_removed"] == 1
+  with pytest.raises(DataError, match=r"test.jsonl:1: query 'refund' is also in the train file"):
+    ir_data.load_collection(data_cfg(str(tmp_path), drop_duplicates=False))
+
+
+def test_report_is_the_shared_schema(tmp_path):
+  from fjft.data import report as report_lib
+  path = write_cranfield(tmp_path / "cran", "1 1 2\n2 3 1\n3 1 4\n")
+  report = ir_data.load_collection(data_cfg(path, on_bad_row="skip", test_every=3)).report
+  assert ir_data.format_report is report_lib.format_report
+  assert report["task"] == "retrieval"
+  for key in ("splits", "lengths", "skipped", "bad_rows", "duplicates_removed",
+              "overlap_removed", "warnings", "documents", "train_pairs"):
+    assert key in report, key
+  assert report["bad_rows"] == 1 and report["splits"]["train"]["bad_rows"] == 0
+  assert report["lengths"]["test"]["unit"] == "query words"
+  text = ir_data.format_report(report)
+  assert "skipped before splitting: empty document 1" in text
+  assert "test  1 read -> 1 kept  [the queries numbered 3, 6, ... (data.test_every)]" in text

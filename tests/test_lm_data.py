@@ -144,3 +144,66 @@ def test_chunked_cross_entropy_matches_full_logits_with_gradients(chunk_tokens):
   np.testing.assert_allclose(chunked(hidden, head), full(hidden, head), rtol=1e-5)
   for a, b in zip(jax.grad(chunked, (0, 1))(hidden, head), jax.grad(full, (0, 1))(hidden, head)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def _pairs_folder(folder, splits):
+  import json
+  for name, rows in splits.items():
+    with open(folder / f"{name}.jsonl", "w") as f:
+      for prompt, response in rows:
+        f.write(json.dumps({"prompt": prompt, "response": response}) + "\n")
+  return folder
+
+
+def _lm_data_cfg(path, **fields):
+  from fjft.tasks.lm.config import default_config
+  c = default_config().data
+  c.path, c.format, c.max_length = str(path), "prompt_response", 64
+  c.use_chat_template = False   # prompt + response + EOS: the prompt decodes back as it was
+  for k, v in fields.items():
+    setattr(c, k, v)
+  return c
+
+
+def test_lm_duplicates_and_overlap_are_dropped_and_counted(tokenizer, tmp_path):
+  from fjft.data.report import format_report
+  from fjft.tasks.lm import data as lm_data
+  rows = lambda *names: [(f"question {n}", f"answer {n}") for n in names]
+  folder = _pairs_folder(tmp_path, {"train": rows("a", "b", "a", "c", "in test", "in dev"),
+                                    "dev": rows("in dev", "d", "d", "in test"),
+                                    "test": rows("in test", "in test", "e")})
+  s = lm_data.load_lm_splits(_lm_data_cfg(folder), tokenizer)
+  prompts = lambda exs: [tokenizer.decode(ex.ids[~ex.loss_mask]).strip().removeprefix("question ")
+                         for ex in exs]
+  assert prompts(s.train) == ["a", "b", "c"]
+  assert prompts(s.dev) == ["in dev", "d"]
+  assert prompts(s.test) == ["in test", "in test", "e"]   # test is left as it is
+  report = s.report
+  assert report["task"] == "lm" and report["format"] == "prompt_response"
+  train, dev = report["splits"]["train"], report["splits"]["dev"]
+  assert train["dropped"] == {"duplicates": 1, "overlap with dev/test": 2}
+  assert (train["rows_read"], train["examples"]) == (6, 3)
+  assert train["drop_examples"]["duplicates"] == [f"{folder / 'train.jsonl'}:3: same example as "
+                                                  f"{folder / 'train.jsonl'}:1"]
+  assert dev["dropped"] == {"duplicates": 1, "overlap with test": 1}
+  assert report["duplicates_removed"] == 2 and report["overlap_removed"] == 3
+  assert report["lengths"]["train"]["unit"] == "tokens"
+  assert "overlap with dev/test 2" in format_report(report)
+  everything = lm_data.load_lm_splits(_lm_data_cfg(folder, drop_duplicates=False), tokenizer)
+  assert [len(everything.train), len(everything.dev), len(everything.test)] == [6, 4, 3]
+  assert everything.report["duplicates_removed"] == everything.report["overlap_removed"] == 0
+
+
+def test_lm_hashed_hold_out_is_the_shared_splitter(tokenizer, tmp_path):
+  import json
+  from fjft.data.splits import hashed_choice
+  from fjft.tasks.lm import data as lm_data
+  rows = [(f"question {i}", f"answer {i}") for i in range(60)]
+  folder = _pairs_folder(tmp_path, {"train": rows})
+  s = lm_data.load_lm_splits(_lm_data_cfg(folder / "train.jsonl", test_fraction=0.1,
+                                          dev_fraction=0.1, split_seed=5), tokenizer)
+  test = hashed_choice([json.dumps(list(r)) for r in rows], 0.1, 5, salt="test\0")
+  assert sorted(int(ex.where.rsplit(":", 1)[1]) - 1 for ex in s.test) == sorted(test)
+  assert (len(s.train), len(s.dev), len(s.test)) == (49, 5, 6)
+  assert s.report["splits"]["test"]["rows_read"] == 6 and s.report["splits"]["train"][
+      "rows_read"] == 49

@@ -1,13 +1,38 @@
-"""The data report: what was read, what was dropped and why, balance, lengths, warnings.
+"""The data report of every task: one schema, built by build_report(), printed by format_report().
 
-build_report() assembles the JSON-serialisable dict (written to the run dir);
-format_report() prints it as a few readable lines per split.
+Every task's report (written to the run dir as data_report.json) has these top-level keys:
+  task                "classify" | "lm" | "retrieval"
+  source              data.path
+  settings            the data fields that shaped the splits
+  splits              {name: split}; every split has
+                        source              where its examples came from
+                        rows_read           rows (lines, queries) it started with
+                        examples            examples kept
+                        bad_rows, skipped   bad rows skipped (data.on_bad_row="skip"):
+                                            their number, and {"counts", "examples"} by reason
+                        duplicates_removed  repeats of an earlier example of the split
+                        overlap_removed     examples also in a later split (dev, test)
+                        dropped             {reason: n} of everything removed, bad rows first
+                        drop_examples       {reason: [the first few, "path:line: why"]}
+  lengths             {split name: {"unit", "p50", "p90", "p99", "max"}} of the kept examples
+  skipped             every bad row skipped, in a split or before splitting: {"counts", "examples"}
+  bad_rows, duplicates_removed, overlap_removed   totals over the splits (bad_rows: and before)
+  warnings            what to look at before trusting a run's numbers
+Task-specific keys (see build_report's callers):
+  classify   num_labels, labels; per split files, rows_kept, duplicates_kept, label_counts,
+             length_words, moved_to_dev, carved_from_train
+  lm         format; per split tokens, trained_tokens
+  retrieval  format, files, documents, queries, judgements, train_pairs; per split queries,
+             judgements, relevant_per_query, query_words
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Iterable
+from typing import Any, Iterable
+
+from fjft.data.readers import MAX_EXAMPLES_PER_REASON, BadRowStats
 
 IMBALANCE_RATIO = 0.1  # warn when the smallest class is under 10% of the largest
 MIN_DEV_EXAMPLES = 100
@@ -16,7 +41,9 @@ _MAX_LABELS_LISTED = 8
 # Reasons for dropping rows that are not bad rows (those are named by the readers).
 DUPLICATES = "duplicates"
 CONFLICTING_LABELS = "conflicting labels"
-OVERLAP = "overlap with dev/test"
+OVERLAP = "overlap with dev/test"      # a train example that is also in dev or test
+OVERLAP_TEST = "overlap with test"     # a dev example that is also in test
+_OVERLAP_REASONS = (OVERLAP, OVERLAP_TEST)
 
 
 def length_percentiles(lengths: Iterable[int]) -> dict:
@@ -29,35 +56,84 @@ def length_percentiles(lengths: Iterable[int]) -> dict:
   return out
 
 
-def build_report(splits: dict[str, dict], *, labels: list[str], settings: dict,
-                 notes: list[str] = ()) -> dict:
-  """The report dict: {"source", "settings", "num_labels", "labels", "splits", "warnings"}.
+def length_stats(lengths: Iterable[int], unit: str) -> dict:
+  """An entry of the report's "lengths": the unit ("words", "tokens") and the percentiles."""
+  return {"unit": unit, **length_percentiles(lengths)}
 
-  `splits` maps split name -> the per-split dict made by fjft.data.splits; `notes` are
-  extra warnings found while reading.
+
+def settings_of(data_cfg: Any) -> dict:
+  """The data config as a plain dict (a ConfigDict, dataclass, dict or attribute object)."""
+  if hasattr(data_cfg, "to_dict"):
+    return data_cfg.to_dict()
+  if dataclasses.is_dataclass(data_cfg):
+    return dataclasses.asdict(data_cfg)
+  return dict(data_cfg) if isinstance(data_cfg, dict) else dict(vars(data_cfg))
+
+
+def split_entry(source: str, rows_read: int, examples: int, bad: BadRowStats,
+                removed: BadRowStats | None = None, **extras) -> dict:
+  """One split of the report: the common keys, then the task's `extras`.
+
+  `bad` counts the split's bad rows, `removed` what else was dropped (duplicates, overlap,
+  conflicting labels: reasons as in this module).
   """
-  settings = dict(settings)
-  source = settings.pop("path")
+  removed = removed or BadRowStats()
   return {
       "source": source,
-      "settings": settings,
-      "num_labels": len(labels),
-      "labels": list(labels),
-      "splits": splits,
-      "warnings": list(notes) + _warnings(splits, settings),
+      "rows_read": rows_read,
+      "examples": examples,
+      "bad_rows": bad.total,
+      "skipped": bad.to_dict(),
+      "duplicates_removed": removed.counts.get(DUPLICATES, 0),
+      "overlap_removed": sum(removed.counts.get(r, 0) for r in _OVERLAP_REASONS),
+      "dropped": {**bad.counts, **removed.counts},
+      "drop_examples": {k: list(v) for k, v in {**bad.examples, **removed.examples}.items()},
+      **extras,
   }
 
 
-def _warnings(splits: dict[str, dict], settings: dict) -> list[str]:
+def build_report(task: str, *, source: str, settings: dict, splits: dict[str, dict],
+                 lengths: dict[str, dict], warnings: Iterable[str] = (),
+                 unsplit: BadRowStats | None = None, **extras) -> dict:
+  """The report dict (see the module docstring); `unsplit` counts the bad rows skipped
+  before there were splits (a corpus's documents, judgements), `warnings` the task's own."""
+  skipped = BadRowStats()
+  for stats in [(unsplit or BadRowStats()).to_dict()] + [s["skipped"] for s in splits.values()]:
+    for reason, n in stats["counts"].items():
+      skipped.counts[reason] = skipped.counts.get(reason, 0) + n
+      kept = skipped.examples.setdefault(reason, [])
+      kept.extend(stats["examples"].get(reason, [])[:MAX_EXAMPLES_PER_REASON - len(kept)])
+  settings = {k: v for k, v in settings.items() if k != "path"}
+  return {
+      "task": task,
+      "source": source,
+      "settings": settings,
+      "splits": splits,
+      "lengths": lengths,
+      "skipped": skipped.to_dict(),
+      "bad_rows": skipped.total,
+      "duplicates_removed": sum(s["duplicates_removed"] for s in splits.values()),
+      "overlap_removed": sum(s["overlap_removed"] for s in splits.values()),
+      "warnings": _bad_row_warnings(splits, unsplit) + list(warnings),
+      **extras,
+  }
+
+
+def _bad_row_warnings(splits: dict[str, dict], unsplit: BadRowStats | None) -> list[str]:
   out = []
-  for name, split in splits.items():
-    bad = {reason: n for reason, n in split["dropped"].items()
-           if reason not in (DUPLICATES, CONFLICTING_LABELS, OVERLAP)}
-    if bad:
-      out.append(f"{name}: skipped {_plural(sum(bad.values()), 'bad row')} "
-                 f"({', '.join(f'{r}: {n}' for r, n in bad.items())}); examples in the report")
+  named = [(f"{name}: skipped", split["skipped"]["counts"]) for name, split in splits.items()]
+  for what, counts in named + [("skipped", unsplit.counts if unsplit else {})]:
+    if counts:
+      out.append(f"{what} {_plural(sum(counts.values()), 'bad row')} "
+                 f"({', '.join(f'{r}: {n}' for r, n in counts.items())}); examples in the report")
+  return out
+
+
+def classification_warnings(splits: dict[str, dict], min_train_examples: int) -> list[str]:
+  """Too little training data, a class missing or rare in train, a small or empty dev."""
+  out = []
   train = splits["train"]["rows_kept"]
-  if train < settings["min_train_examples"]:
+  if train < min_train_examples:
     out.append(f"train has only {train} examples: fine-tuning usually needs hundreds to "
                "thousands of good examples per task to beat a simple baseline; expect noisy "
                "dev metrics and compare against the TF-IDF baseline in results.json.")
@@ -88,13 +164,6 @@ def _plural(n: int, noun: str) -> str:
   return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _split_source(split: dict, settings: dict) -> str:
-  if split.get("carved_from_train"):
-    return (f"carved from train (dev_fraction {settings['dev_fraction']}, "
-            f"split_seed {settings['split_seed']})")
-  return ", ".join(split["files"])
-
-
 def _labels_line(counts: dict[str, int]) -> str:
   total = sum(counts.values()) or 1
   if len(counts) <= _MAX_LABELS_LISTED:
@@ -107,27 +176,62 @@ def _labels_line(counts: dict[str, int]) -> str:
           f"largest {largest} {counts[largest]}")
 
 
-def format_report(report: dict) -> str:
-  """A compact multi-line summary of build_report()'s dict, a few lines per split."""
+# Each task's part of the printout: (the header's description, lines under the header,
+# lines under each split).
+def _classify_lines(report: dict):
   settings = report["settings"]
-  lines = [f"data: {report['source']} (text column {settings['text_column']!r}, label column "
-           f"{settings['label_column']!r}): {report['num_labels']} labels"]
+  head = (f"text column {settings['text_column']!r}, label column "
+          f"{settings['label_column']!r}: {report['num_labels']} labels")
+  per_split = lambda s: ([f"duplicates kept: {s['duplicates_kept']}"] * bool(s["duplicates_kept"])
+                         + [f"labels: {_labels_line(s['label_counts'])}"] * bool(s["examples"]))
+  return head, [], per_split
+
+
+def _lm_lines(report: dict):
+  head = f"format {report['format']!r}"
+  if report["format"] == "text":
+    head += f", one token stream cut into rows of {report['settings']['max_length']} tokens"
+  return head, [], lambda s: [f"{s['tokens']} tokens, {s['trained_tokens']} of them trained"]
+
+
+def _retrieval_lines(report: dict):
+  d, q, j = report["documents"], report["queries"], report["judgements"]
+  top = [f"  corpus  {d['read']} documents read -> {d['kept']} kept; words p50 "
+         f"{d['words']['p50']}, p90 {d['words']['p90']}, max {d['words']['max']}",
+         f"  queries {q['read']} read -> {q['kept']} kept; judgements {j['read']} read -> "
+         f"{j['kept']} kept; training pairs {report['train_pairs']}"]
+  per_split = lambda s: [f"{s['judgements']} judgements; relevant per query p50 "
+                         f"{s['relevant_per_query']['p50']}, max {s['relevant_per_query']['max']}"]
+  return f"format {report['format']!r}", top, per_split
+
+
+_TASK_LINES = {"classify": _classify_lines, "lm": _lm_lines, "retrieval": _retrieval_lines}
+
+
+def format_report(report: dict) -> str:
+  """A compact multi-line summary of any task's report, a few lines per split."""
+  head, top, per_split = _TASK_LINES[report["task"]](report)
+  lines = [f"data: {report['source']} ({head})"] + top
+  unsplit = dict(report["skipped"]["counts"])
   for name, split in report["splits"].items():
-    kept = f"{split['rows_read']} read -> {split['rows_kept']} kept"
+    for reason, n in split["skipped"]["counts"].items():
+      unsplit[reason] -= n
+    kept = f"{split['rows_read']} read -> {split['examples']} kept"
     if split.get("moved_to_dev"):
       kept += f" ({split['moved_to_dev']} moved to dev)"
-    lines.append(f"  {name:5s} {kept}  [{_split_source(split, settings)}]")
+    lines.append(f"  {name:5s} {kept}  [{split['source']}]")
     if split["dropped"]:
       lines.append("        dropped: " + ", ".join(f"{r} {n}" for r, n in split["dropped"].items()))
-    for reason, examples in split["examples"].items():
-      lines.append(f"          e.g. {examples[0]}")
-    if split["duplicates_kept"]:
-      lines.append(f"        duplicates kept: {split['duplicates_kept']}")
-    if split["rows_kept"]:
-      lines.append(f"        labels: {_labels_line(split['label_counts'])}")
-      words = split["length_words"]
-      lines.append(f"        words: p50 {words['p50']}, p90 {words['p90']}, p99 {words['p99']}, "
-                   f"max {words['max']}")
+    lines.extend(f"          e.g. {examples[0]}" for examples in split["drop_examples"].values())
+    lines.extend(f"        {line}" for line in per_split(split))
+    lengths = report["lengths"].get(name)
+    if split["examples"] and lengths:
+      lines.append(f"        {lengths['unit']}: p50 {lengths['p50']}, p90 {lengths['p90']}, "
+                   f"p99 {lengths['p99']}, max {lengths['max']}")
+  unsplit = {reason: n for reason, n in unsplit.items() if n}
+  if unsplit:
+    lines.append("  skipped before splitting: " + ", ".join(f"{r} {n}" for r, n in unsplit.items()))
+    lines.extend(f"          e.g. {report['skipped']['examples'][r][0]}" for r in unsplit)
   if report["warnings"]:
     lines.append("warnings:")
     lines.extend(f"  - {w}" for w in report["warnings"])

@@ -13,6 +13,7 @@ import os
 import re
 from typing import Any, Hashable, Sequence
 
+from fjft.data import dedup
 from fjft.data import readers
 from fjft.data import report as report_lib
 from fjft.data.clean import normalize_text
@@ -66,9 +67,8 @@ class _Split:
   stats: readers.BadRowStats
   rows_read: int
   examples: list[Example]
-  dropped: dict[str, int] = dataclasses.field(default_factory=dict)  # besides bad rows
-  drop_examples: dict[str, list[str]] = dataclasses.field(default_factory=dict)
-  duplicates_kept: int = 0
+  removed: readers.BadRowStats = dataclasses.field(default_factory=readers.BadRowStats)
+  duplicates_kept: int = 0  # repeats kept: dedup off, or test
 
 
 def load_classification_splits(data_cfg: Any, *, text_column: str | None = None) -> Splits:
@@ -109,12 +109,19 @@ def load_classification_splits(data_cfg: Any, *, text_column: str | None = None)
     if name in splits:
       _drop_unseen_labels(splits[name], set(labels), opts.on_bad_row)
   _drop_overlap(train, splits)
-  split_reports = {name: _split_report(splits[name], labels)
-                   for name in ("train", "dev", "test") if name in splits}
+  names = [name for name in ("train", "dev", "test") if name in splits]
+  split_reports = {name: _split_report(splits[name], labels) for name in names}
   split_reports["train"]["moved_to_dev"] = moved_to_dev or 0
   split_reports["dev"]["carved_from_train"] = moved_to_dev is not None
-  report = report_lib.build_report(split_reports, labels=labels,
-                                   settings=dataclasses.asdict(opts), notes=notes)
+  if moved_to_dev is not None:
+    split_reports["dev"]["source"] = (f"carved from train (dev_fraction {opts.dev_fraction}, "
+                                      f"split_seed {opts.split_seed})")
+  lengths = {name: report_lib.length_stats((len(ex.text.split()) for ex in splits[name].examples),
+                                           "words") for name in names}
+  warnings = notes + report_lib.classification_warnings(split_reports, opts.min_train_examples)
+  report = report_lib.build_report(
+      "classify", source=opts.path, settings=dataclasses.asdict(opts), splits=split_reports,
+      lengths=lengths, warnings=warnings, num_labels=len(labels), labels=list(labels))
   return Splits(train=train.examples, dev=splits["dev"].examples,
                 test=splits["test"].examples if "test" in splits else [], labels=labels,
                 report=report)
@@ -282,13 +289,6 @@ def _clean(split: _Split, opts: _Options) -> _Split:
   return split
 
 
-def _drop(split: _Split, reason: str, example: str) -> None:
-  split.dropped[reason] = split.dropped.get(reason, 0) + 1
-  examples = split.drop_examples.setdefault(reason, [])
-  if len(examples) < readers.MAX_EXAMPLES_PER_REASON:
-    examples.append(example)
-
-
 def _drop_duplicates(split: _Split, dedup: bool, conflicts: bool) -> None:
   """Drops repeats of (text, label) when `dedup`, and later labels of a text if `conflicts`.
 
@@ -296,20 +296,21 @@ def _drop_duplicates(split: _Split, dedup: bool, conflicts: bool) -> None:
   Repeats that are kept (dedup off, or test) are counted in split.duplicates_kept.
   """
   first: dict[str, Example] = {}
-  seen: set[tuple[str, str]] = set()
+  seen: dict[tuple[str, str], str] = {}
   kept = []
   for ex in split.examples:
     earlier = first.setdefault(ex.text, ex)
     if conflicts and earlier.label != ex.label:
-      _drop(split, CONFLICTING_LABELS, f"{ex.where}: label {ex.label!r}, but {earlier.where} "
-            f"has the same text with label {earlier.label!r}")
+      split.removed.add(ex.where, CONFLICTING_LABELS, f"label {ex.label!r}, but {earlier.where} "
+                        f"has the same text with label {earlier.label!r}")
       continue
     if (ex.text, ex.label) in seen:
       if dedup:
-        split.dropped[DUPLICATES] = split.dropped.get(DUPLICATES, 0) + 1
+        split.removed.add(ex.where, DUPLICATES,
+                          f"same text and label as {seen[ex.text, ex.label]}")
         continue
       split.duplicates_kept += 1
-    seen.add((ex.text, ex.label))
+    seen.setdefault((ex.text, ex.label), ex.where)
     kept.append(ex)
   split.examples = kept
 
@@ -339,13 +340,8 @@ def _drop_overlap(train: _Split, splits: dict[str, _Split]) -> None:
   """Drops train examples whose text is in dev or test, so evaluation is on unseen texts."""
   where = {ex.text: ex.where for name in ("test", "dev") if name in splits
            for ex in splits[name].examples}
-  kept = []
-  for ex in train.examples:
-    if ex.text in where:
-      _drop(train, OVERLAP, f"{ex.where}: same text as {where[ex.text]}")
-    else:
-      kept.append(ex)
-  train.examples = kept
+  train.examples = dedup.drop_seen(train.examples, lambda ex: ex.text, lambda ex: ex.where, where,
+                                   train.removed, reason=OVERLAP, what="text")
 
 
 def _reasons(stats: readers.BadRowStats) -> str:
@@ -354,15 +350,9 @@ def _reasons(stats: readers.BadRowStats) -> str:
 
 def _split_report(split: _Split, labels: list[str]) -> dict:
   counts = collections.Counter(ex.label for ex in split.examples)
-  examples = {**split.stats.examples, **split.drop_examples}
-  return {
-      "files": list(split.files),
-      "rows_read": split.rows_read,
-      "rows_kept": len(split.examples),
-      "dropped": {**split.stats.counts, **split.dropped},  # bad rows first, by reason
-      "bad_rows": split.stats.total,
-      "examples": {k: list(v) for k, v in examples.items()},
-      "duplicates_kept": split.duplicates_kept,
-      "label_counts": {label: counts.get(label, 0) for label in labels},
-      "length_words": report_lib.length_percentiles(len(ex.text.split()) for ex in split.examples),
-  }
+  return report_lib.split_entry(
+      ", ".join(split.files), split.rows_read, len(split.examples), split.stats, split.removed,
+      files=list(split.files), rows_kept=len(split.examples),
+      duplicates_kept=split.duplicates_kept,
+      label_counts={label: counts.get(label, 0) for label in labels},
+      length_words=report_lib.length_percentiles(len(ex.text.split()) for ex in split.examples))

@@ -42,6 +42,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.test_fraction = 0.1          # "text": the tail of the data; else a hashed split
   c.data.split_seed = 0
   c.data.on_bad_row = "error"
+  # identical examples within train and dev, and train/dev examples also in a later split
+  # (dev, test), are dropped and counted in the data report; test is kept as it is
+  c.data.drop_duplicates = True
 
   add_train(c, steps=100, batch_size=8, eval_every=50, eval_batch_size=8, metric="perplexity",
             patience=3, log_every=10, checkpoint_every=50)

@@ -4,7 +4,12 @@
 Without dev/test files they are held out deterministically: for plain text the tail of the
 text (the last `test_fraction` of its lines is test, the `dev_fraction` before it dev), so
 that what is scored comes after everything that trains; for pairs and chats a hashed split
-that does not depend on row order.
+that does not depend on row order (fjft.data.splits.hashed_choice).
+
+With data.drop_duplicates (the default), an example identical to an earlier one of its split
+(the same tokens and loss mask) is dropped from train and dev, and a train example also in
+dev or test, or a dev example also in test, is dropped; test is kept as it is. Each is
+counted in the data report (fjft.data.report).
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ import dataclasses
 import json
 import os
 
+from fjft.data import dedup
 from fjft.data import packing as lm
 from fjft.data import readers
+from fjft.data import report as report_lib
 from fjft.data import splits as splits_lib
 from fjft.errors import ConfigError, DataError
 
@@ -38,6 +45,11 @@ class _Raw:
   where: list[str]
   source: str
   stats: readers.BadRowStats = dataclasses.field(default_factory=readers.BadRowStats)
+  rows_read: int | None = None  # rows (lines) read, bad ones included (default: as read)
+
+  def __post_init__(self):
+    if self.rows_read is None:
+      self.rows_read = len(self.items) + self.stats.total
 
 
 def load_lm_splits(data_cfg, tokenizer) -> LMSplits:
@@ -59,41 +71,42 @@ def load_lm_splits(data_cfg, tokenizer) -> LMSplits:
   for name, fraction in (("test", data_cfg.test_fraction), ("dev", data_cfg.dev_fraction)):
     if name not in raw:
       raw["train"], raw[name] = _hold_out(raw["train"], fraction, name, fmt, data_cfg.split_seed)
-  out, report = {}, {"format": fmt, "splits": {}}
+  out = {}
   for name in ("train", "dev", "test"):
     examples = _encode(raw[name], data_cfg, tokenizer)
-    kept = []
-    for ex in examples:
-      ex = lm.check_length(ex, data_cfg.max_length, on_bad_row=data_cfg.on_bad_row,
-                           stats=raw[name].stats)
-      if ex is not None:
-        kept.append(ex)
+    out[name] = [ex for ex in examples
+                 if lm.check_length(ex, data_cfg.max_length, on_bad_row=data_cfg.on_bad_row,
+                                    stats=raw[name].stats) is not None]
+  removed = {name: readers.BadRowStats() for name in out}
+  if getattr(data_cfg, "drop_duplicates", True):
+    out = dedup.dedup_splits(out, lambda ex: (ex.ids.tobytes(), ex.loss_mask.tobytes()),
+                             lambda ex: ex.where, removed)
+  for name, kept in out.items():
     if not kept:
       raise DataError(f"{raw[name].source}: the {name} split has no examples left")
-    out[name] = kept
-    report["splits"][name] = {
-        "source": raw[name].source, "rows": len(raw[name].items), "examples": len(kept),
-        "tokens": int(sum(len(e) for e in kept)),
-        "trained_tokens": int(sum(int(e.loss_mask[1:].sum()) for e in kept)),
-        "skipped": raw[name].stats.to_dict()}
-  train_tokens = report["splits"]["train"]["trained_tokens"]
-  report["warnings"] = ([f"only {train_tokens} training tokens: fine-tuning usually needs "
-                         f"{MIN_TRAIN_TOKENS}+ (hundreds to thousands of good examples) to "
-                         "beat the pretrained model"] if train_tokens < MIN_TRAIN_TOKENS else [])
-  return LMSplits(out["train"], out["dev"], out["test"], report)
+  return LMSplits(out["train"], out["dev"], out["test"], _report(data_cfg, raw, out, removed))
 
 
-def format_report(report: dict) -> str:
-  lines = [f"data ({report['format']}):"]
-  for name, s in report["splits"].items():
-    skipped = sum(s["skipped"]["counts"].values())
-    lines.append(f"  {name:5s} {s['rows']} rows -> {s['examples']} examples, {s['tokens']} tokens "
-                 f"({s['trained_tokens']} trained){f', {skipped} skipped' if skipped else ''}"
-                 f"  [{s['source']}]")
-    for reason, examples in s["skipped"]["examples"].items():
-      lines.append(f"        skipped ({reason}), e.g. {examples[0]}")
-  lines += [f"warning: {w}" for w in report["warnings"]]
-  return "\n".join(lines)
+def _report(data_cfg, raw: dict[str, _Raw], out: dict[str, list[lm.LMExample]],
+            removed: dict[str, readers.BadRowStats]) -> dict:
+  splits = {name: report_lib.split_entry(
+      raw[name].source, raw[name].rows_read, len(kept), raw[name].stats, removed[name],
+      tokens=int(sum(len(e) for e in kept)),
+      trained_tokens=int(sum(int(e.loss_mask[1:].sum()) for e in kept)))
+            for name, kept in out.items()}
+  train_tokens = splits["train"]["trained_tokens"]
+  warnings = ([f"only {train_tokens} training tokens: fine-tuning usually needs "
+               f"{MIN_TRAIN_TOKENS}+ (hundreds to thousands of good examples) to beat the "
+               "pretrained model"] if train_tokens < MIN_TRAIN_TOKENS else [])
+  lengths = {name: report_lib.length_stats((len(e) for e in kept), "tokens")
+             for name, kept in out.items()}
+  return report_lib.build_report("lm", source=data_cfg.path,
+                                 settings=report_lib.settings_of(data_cfg), splits=splits,
+                                 lengths=lengths, warnings=warnings, format=data_cfg.format)
+
+
+# The one formatter of every task's data report (fjft.data.report), under its old name here.
+format_report = report_lib.format_report
 
 
 def _read(path: str, cfg) -> _Raw:
@@ -205,7 +218,8 @@ def _hold_out(train: _Raw, fraction: float, name: str, fmt: str, seed: int) -> t
     source = f"{held_where[0]}..{held_where[-1].rsplit(':', 1)[1]}"
   else:
     source = f"{train.source} (a hashed {fraction:g} of its rows)"
-  return (_Raw(rest_items, rest_where, train.source, train.stats),
+  return (_Raw(rest_items, rest_where, train.source, train.stats,
+               rows_read=train.rows_read - len(held_items)),
           _Raw(held_items, held_where, source))
 
 

@@ -36,6 +36,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.test_fraction = 0.2          # else this hashed fraction (when the files name none)
   c.data.dev_fraction = 0.2           # of the remaining queries, when the files name no dev
   c.data.split_seed = 0
+  # a query text repeated within train or dev (its judgements join the first's), or in train
+  # or dev and a later split, is dropped and counted in the data report; test is kept as it is
+  c.data.drop_duplicates = True
   c.data.min_gain = 1                 # judgements with at least this gain make training pairs
   c.data.min_train_examples = 500     # warn under this many training pairs
   c.data.query_max_length = 64

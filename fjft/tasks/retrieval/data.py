@@ -1,21 +1,15 @@
 """Search data: a corpus, queries and relevance judgements, split by query.
 
-Three layouts are read (data.format, or "auto" to tell them apart by their files):
-  cranfield  the classic files cran.all.1400 (.I/.T/.A/.B/.W records), cran.qry and
-             cranqrel ("query doc code", code 1 best .. 4, -1 not relevant). Queries are
-             numbered 1.. in file order, as cranqrel numbers them (cran.qry's .I numbers are
-             not); a document's text is its title then its body (.T + .W); a code c in 1..4
-             becomes the gain 5 - c, -1 the gain 0.
-  beir       corpus.jsonl ({"_id", "title", "text"}), queries.jsonl ({"_id", "text"}) and
-             qrels/<split>.tsv ("query-id corpus-id score" under a header; the score is the
-             gain); the qrels files name the splits.
-  pairs      a file, or a folder of train/dev/test files (jsonl, csv, tsv, parquet), of
-             (query, positive[, negative]) rows: every distinct text becomes a document,
-             every distinct query a query whose positives are relevant (gain 1).
-Queries without a split of their own are split deterministically: with data.test_every=N
-the queries numbered N, 2N, ... (file order, from 1) are the test queries, else a hashed
-data.test_fraction of them; dev is then a hashed data.dev_fraction of the rest. Test
-queries never train.
+The files are read by fjft.tasks.retrieval.formats (cranfield, beir, pairs). Queries
+without a split of their own are split deterministically: with data.test_every=N the
+queries numbered N, 2N, ... (file order, from 1) are the test queries, else a hashed
+data.test_fraction of them; dev is then a hashed data.dev_fraction of the rest
+(fjft.data.splits.hashed_choice). Test queries never train.
+
+With data.drop_duplicates (the default) a query whose text is that of an earlier query
+of its split is dropped from train and dev (its judgements join the earlier query's), and
+a train query whose text is also a dev or test query, or a dev query's also a test
+query's, is dropped; test is kept as it is. Each is counted in the data report.
 
 Bad input (an empty document or query, a judgement naming an unknown query or document,
 a malformed line, a query left without relevant documents) stops with file and line, or
@@ -24,32 +18,22 @@ with data.on_bad_row="skip" is skipped and counted in the data report.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import os
-import re
 from typing import Any
 
+from fjft.data import dedup
 from fjft.data import readers
 from fjft.data import report as report_lib
 from fjft.data.clean import normalize_text
-from fjft.data.splits import hashed_choice, split_files
+from fjft.data.splits import hashed_choice
 from fjft.errors import ConfigError, DataError
+from fjft.tasks.retrieval import formats
+from fjft.tasks.retrieval.formats import (  # noqa: F401  (the reasons the report names)
+    BAD_JUDGEMENT, DUPLICATE_ID, EMPTY_DOCUMENT, EMPTY_QUERY, FORMATS, NO_RELEVANT,
+    UNKNOWN_DOCUMENT, UNKNOWN_QUERY, detect_format)
 
-FORMATS = ("auto", "cranfield", "beir", "pairs")
-CRANFIELD_FILES = ("cran.all.1400", "cran.qry", "cranqrel")
-BEIR_FILES = ("corpus.jsonl", "queries.jsonl")
 SPLITS = ("train", "dev", "test")
-_BEIR_SPLIT_NAMES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev",
-                     "test": "test"}
-# Skip-and-count reasons (the report names them).
-EMPTY_DOCUMENT = "empty document"
-EMPTY_QUERY = "empty query"
-DUPLICATE_ID = "duplicate id"
-UNKNOWN_QUERY = "judgement of an unknown query"
-UNKNOWN_DOCUMENT = "judgement of an unknown document"
-BAD_JUDGEMENT = "malformed judgement line"
-NO_RELEVANT = "query without relevant documents"
+MIN_DEV_QUERIES = 20
 
 
 @dataclasses.dataclass
@@ -69,31 +53,6 @@ class Collection:
 
   def split_qrels(self, split: str) -> dict[str, dict[str, int]]:
     return {q: self.qrels[q] for q in self.split_queries(split)}
-
-
-@dataclasses.dataclass
-class _Raw:
-  """What a reader found, before splitting: texts uncleaned, ids as in the files."""
-
-  docs: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)     # id, text, where
-  queries: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)  # id, text, where
-  judgements: list[tuple[str, str, int, str]] = dataclasses.field(default_factory=list)
-  split_of: dict[str, str] = dataclasses.field(default_factory=dict)
-  negatives: dict[str, list[str]] = dataclasses.field(default_factory=dict)
-  files: list[str] = dataclasses.field(default_factory=list)
-
-
-def detect_format(path: str) -> str:
-  if os.path.isdir(path):
-    names = set(os.listdir(path))
-    if all(n in names for n in CRANFIELD_FILES):
-      return "cranfield"
-    if all(n in names for n in BEIR_FILES):
-      return "beir"
-    return "pairs"
-  if os.path.isfile(path):
-    return "pairs"
-  raise DataError(f"data.path: {path!r} is not a file or folder")
 
 
 def _cleaned(rows, kind: str, empty_reason: str, bad: dict) -> tuple[dict, dict]:
@@ -124,8 +83,7 @@ def load_collection(data_cfg: Any) -> Collection:
   readers.check_on_bad_row(data_cfg.on_bad_row)
   stats = readers.BadRowStats()
   bad = dict(on_bad_row=data_cfg.on_bad_row, stats=stats)
-  reader = {"cranfield": _read_cranfield, "beir": _read_beir, "pairs": _read_pairs}[fmt]
-  raw = reader(path, data_cfg, bad)
+  raw = formats.read(fmt, path, data_cfg, bad)
 
   docs, _ = _cleaned(raw.docs, "document", EMPTY_DOCUMENT, bad)
   doc_ids, doc_texts, known_docs = list(docs), list(docs.values()), set(docs)
@@ -157,166 +115,16 @@ def load_collection(data_cfg: Any) -> Collection:
                if q in queries}
   collection = Collection(doc_ids=doc_ids, doc_texts=doc_texts, queries=queries, qrels=qrels,
                           split_of=split_of, negatives=negatives, report={})
-  collection.report = _report(collection, fmt, raw, stats, data_cfg)
+  assigned = {split: len(collection.split_queries(split)) for split in SPLITS}
+  removed = {split: readers.BadRowStats() for split in SPLITS}
+  if getattr(data_cfg, "drop_duplicates", True):
+    _drop_duplicates(collection, query_where, removed)
+  collection.report = _report(collection, fmt, raw, data_cfg, stats=stats, assigned=assigned,
+                              removed=removed)
   if not collection.split_queries("train"):
     raise DataError(f"{path}: no training queries after the split (data.test_every, "
                     "data.test_fraction, data.dev_fraction leave none)")
   return collection
-
-
-# ----------------------------------------------------------------------------- readers
-
-
-def _cranfield_records(path: str) -> list[tuple[str, dict[str, list[str]], str]]:
-  """(.I number, {field letter: lines}, "path:line") per record.
-
-  A field marker met again inside a record's body (.W) is taken as body text that
-  happens to look like a marker: the collection has a few (document 240's body holds
-  ".A" and ".B" lines, 576 and 578 a second ".W").
-  """
-  records, field = [], None
-  with open(path, encoding="utf-8", errors="replace") as f:
-    for number, line in enumerate(f, 1):
-      line = line.rstrip("\r\n")
-      m = re.fullmatch(r"\.I\s+(\d+)\s*", line)
-      if m:
-        records.append((m.group(1), collections.defaultdict(list), f"{path}:{number}"))
-        field = None
-        continue
-      if re.fullmatch(r"\.[TABW]\s*", line):
-        if field != "W":
-          field = line.strip()[1]
-        continue
-      if not records:
-        raise DataError(f"{path}:{number}: text before the first .I record")
-      if field is not None:
-        records[-1][1][field].append(line)
-  return records
-
-
-def _read_cranfield(path: str, data_cfg, bad) -> _Raw:
-  del data_cfg
-  raw = _Raw(files=[os.path.join(path, n) for n in CRANFIELD_FILES])
-  docs_file, queries_file, qrels_file = raw.files
-  for doc_id, fields, where in _cranfield_records(docs_file):
-    raw.docs.append((doc_id, " ".join(fields["T"] + fields["W"]), where))
-  for i, (_, fields, where) in enumerate(_cranfield_records(queries_file), 1):
-    raw.queries.append((str(i), " ".join(fields["W"]), where))
-  with open(qrels_file, encoding="utf-8", errors="replace") as f:
-    for number, line in enumerate(f, 1):
-      parts = line.split()
-      if not parts:
-        continue
-      where = f"{qrels_file}:{number}"
-      if len(parts) != 3 or not all(re.fullmatch(r"-?\d+", p) for p in parts):
-        readers.bad_row(where, BAD_JUDGEMENT,
-                        f"expected 'query doc code' (three integers), got {line.strip()!r}", **bad)
-        continue
-      code = int(parts[2])
-      if code not in (1, 2, 3, 4, -1):
-        readers.bad_row(where, BAD_JUDGEMENT, f"relevance code {code} is not 1..4 or -1", **bad)
-        continue
-      raw.judgements.append((parts[0], parts[1], 5 - code if code > 0 else 0, where))
-  return raw
-
-
-def _read_beir(path: str, data_cfg, bad) -> _Raw:
-  del data_cfg
-  raw = _Raw()
-  corpus, queries = (os.path.join(path, n) for n in BEIR_FILES)
-  raw.files += [corpus, queries]
-  for where, obj in readers.read_table(corpus, {}, **bad):
-    rec = _record(obj, where, ("_id", "text"), bad)
-    if rec is not None:
-      title = str(obj.get("title") or "")
-      raw.docs.append((str(rec["_id"]), f"{title} {rec['text']}" if title else str(rec["text"]),
-                       where))
-  for where, obj in readers.read_table(queries, {}, **bad):
-    rec = _record(obj, where, ("_id", "text"), bad)
-    if rec is not None:
-      raw.queries.append((str(rec["_id"]), str(rec["text"]), where))
-  qrels_dir = os.path.join(path, "qrels")
-  if not os.path.isdir(qrels_dir):
-    raise DataError(f"{path}: no qrels/ folder (expected qrels/train.tsv, qrels/test.tsv ...)")
-  names = sorted(n for n in os.listdir(qrels_dir) if n.endswith(".tsv"))
-  if not names:
-    raise DataError(f"{qrels_dir}: no <split>.tsv files")
-  for name in names:
-    split = _BEIR_SPLIT_NAMES.get(name[:-4])
-    if split is None:
-      raise DataError(f"{qrels_dir}/{name}: not a split name (train, dev, validation, test)")
-    qrels_file = os.path.join(qrels_dir, name)
-    raw.files.append(qrels_file)
-    columns = {"query-id": "qrels column", "corpus-id": "qrels column", "score": "qrels column"}
-    for where, obj in readers.read_table(qrels_file, columns, **bad):
-      score = str(obj["score"]).strip()
-      if not re.fullmatch(r"-?\d+", score):
-        readers.bad_row(where, BAD_JUDGEMENT, f"score {score!r} is not an integer", **bad)
-        continue
-      qid = str(obj["query-id"]).strip()
-      previous = raw.split_of.setdefault(qid, split)
-      if previous != split:
-        raise DataError(f"{where}: query {qid!r} is judged in both {previous} and {split} qrels;"
-                        " a query belongs to one split")
-      raw.judgements.append((qid, str(obj["corpus-id"]).strip(), max(int(score), 0), where))
-  return raw
-
-
-def _read_pairs(path: str, data_cfg, bad) -> _Raw:
-  files = split_files(path) if os.path.isdir(path) else {"train": path}
-  raw = _Raw(files=list(files.values()))
-  columns = {data_cfg.query_column: "query_column", data_cfg.positive_column: "positive_column"}
-  neg = data_cfg.negative_column
-  doc_id_of: dict[str, str] = {}
-  query_id_of: dict[str, str] = {}
-
-  def doc(text: str, where: str) -> str:
-    text = normalize_text(text)
-    if text not in doc_id_of:
-      doc_id_of[text] = f"d{len(doc_id_of) + 1}"
-      raw.docs.append((doc_id_of[text], text, where))
-    return doc_id_of[text]
-
-  for split, file in files.items():
-    for where, obj in readers.read_table(file, columns, **bad):
-      rec = _record(obj, where, tuple(columns), bad)
-      if rec is None:
-        continue
-      query = normalize_text(str(rec[data_cfg.query_column]))
-      positive = str(rec[data_cfg.positive_column])
-      if not query or not normalize_text(positive):
-        readers.bad_row(where, EMPTY_QUERY if not query else EMPTY_DOCUMENT,
-                        "empty query" if not query else "empty positive document", **bad)
-        continue
-      if query not in query_id_of:
-        query_id_of[query] = f"q{len(query_id_of) + 1}"
-        raw.queries.append((query_id_of[query], query, where))
-      qid = query_id_of[query]
-      previous = raw.split_of.setdefault(qid, split) if len(files) > 1 else split
-      if previous != split:
-        raise DataError(f"{where}: query {query[:60]!r} is also in the {previous} file; a query "
-                        "belongs to one split")
-      raw.judgements.append((qid, doc(positive, where), 1, where))
-      negatives = obj.get(neg) if neg and isinstance(obj, dict) else None
-      for text in ([negatives] if isinstance(negatives, str) else negatives or []):
-        if isinstance(text, str) and normalize_text(text):
-          raw.negatives.setdefault(qid, []).append(doc(text, where))
-  return raw
-
-
-def _record(obj, where: str, needed: tuple[str, ...], bad) -> dict | None:
-  if not isinstance(obj, dict):
-    readers.bad_row(where, "not a JSON object", **bad)
-    return None
-  for column in needed:
-    if obj.get(column) is None:
-      readers.bad_row(where, f"missing column {column!r}",
-                      f"missing column {column!r} (columns: {', '.join(map(str, obj))})", **bad)
-      return None
-  return obj
-
-
-# ----------------------------------------------------------------------------- splits
 
 
 def _split(query_ids: list[str], given: dict[str, str], data_cfg) -> dict[str, str]:
@@ -342,66 +150,74 @@ def _split(query_ids: list[str], given: dict[str, str], data_cfg) -> dict[str, s
   return split_of
 
 
-# ----------------------------------------------------------------------------- report
+def _drop_duplicates(c: Collection, query_where: dict[str, str],
+                     removed: dict[str, readers.BadRowStats]) -> None:
+  """Repeated query texts within train and dev, and across splits (fjft.data.dedup)."""
+  def merge(repeat: str, first: str) -> None:
+    for doc, gain in c.qrels[repeat].items():
+      c.qrels[first][doc] = max(gain, c.qrels[first].get(doc, gain))
+    c.negatives.setdefault(first, []).extend(
+        d for d in c.negatives.get(repeat, []) if d not in c.negatives[first])
+
+  kept = dedup.dedup_splits({split: c.split_queries(split) for split in SPLITS},
+                            c.queries.get, query_where.get, removed, what="query", merge=merge)
+  kept_ids = {q for qids in kept.values() for q in qids}
+  for q in [q for q in c.queries if q not in kept_ids]:
+    del c.queries[q], c.qrels[q], c.split_of[q]
+    c.negatives.pop(q, None)
 
 
-def _report(c: Collection, fmt: str, raw: _Raw, stats: readers.BadRowStats, data_cfg) -> dict:
-  splits = {}
+def _split_source(split: str, raw: formats.Raw, data_cfg) -> str:
+  if split in raw.split_files:
+    return raw.split_files[split]
+  if split == "test" and data_cfg.test_every > 0:
+    n = data_cfg.test_every
+    return f"the queries numbered {n}, {2 * n}, ... (data.test_every)"
+  fraction = {"test": data_cfg.test_fraction, "dev": data_cfg.dev_fraction}.get(split)
+  if fraction is None:
+    return "the queries not held out"
+  return (f"a hashed {fraction:g} of the {'train ' if split == 'dev' else ''}queries "
+          f"(data.{split}_fraction, split_seed {data_cfg.split_seed})")
+
+
+def _report(c: Collection, fmt: str, raw: formats.Raw, data_cfg, *, stats: readers.BadRowStats,
+            assigned: dict[str, int], removed: dict[str, readers.BadRowStats]) -> dict:
+  """`stats`: the bad entries (skipped before the split); `assigned`: queries per split
+  before duplicates were dropped; `removed`: what was dropped from each split."""
+  splits, lengths = {}, {}
   for split in SPLITS:
     qids = c.split_queries(split)
     relevant = [sum(g > 0 for g in c.qrels[q].values()) for q in qids]
-    splits[split] = {
-        "queries": len(qids),
-        "judgements": sum(len(c.qrels[q]) for q in qids),
-        "relevant_per_query": report_lib.length_percentiles(relevant),
-        "query_words": report_lib.length_percentiles(len(c.queries[q].split()) for q in qids),
-    }
+    words = [len(c.queries[q].split()) for q in qids]
+    # bad entries are skipped before the split: they are counted at the top level (unsplit)
+    splits[split] = report_lib.split_entry(
+        _split_source(split, raw, data_cfg), assigned[split], len(qids), readers.BadRowStats(),
+        removed[split], queries=len(qids), judgements=sum(len(c.qrels[q]) for q in qids),
+        relevant_per_query=report_lib.length_percentiles(relevant),
+        query_words=report_lib.length_percentiles(words))
+    lengths[split] = report_lib.length_stats(words, "query words")
   train_pairs = sum(sum(g >= data_cfg.min_gain for g in c.qrels[q].values())
                     for q in c.split_queries("train"))
   warnings = []
-  if stats.total:
-    warnings.append(f"skipped {stats.total} bad entries ("
-                    + ", ".join(f"{r}: {n}" for r, n in stats.counts.items())
-                    + "); examples in the report")
   if train_pairs < data_cfg.min_train_examples:
     warnings.append(
         f"only {train_pairs} training pairs (query, relevant document) from "
         f"{splits['train']['queries']} queries: under {data_cfg.min_train_examples}, fine-tuning "
         "may not beat the pretrained model (hundreds to thousands of judged queries help); "
         "compare dev against zero_shot and BM25 in results.json")
-  if splits["dev"]["queries"] < 20:
+  if splits["dev"]["queries"] < MIN_DEV_QUERIES:
     warnings.append(f"dev has {splits['dev']['queries']} queries: model selection on so few "
                     "is noisy")
-  return {
-      "source": data_cfg.path,
-      "format": fmt,
-      "files": raw.files,
-      "documents": {"read": len(raw.docs), "kept": len(c.doc_ids),
-                    "words": report_lib.length_percentiles(len(t.split()) for t in c.doc_texts)},
-      "queries": {"read": len(raw.queries), "kept": len(c.queries)},
-      "judgements": {"read": len(raw.judgements), "kept": sum(len(v) for v in c.qrels.values())},
-      "train_pairs": train_pairs,
-      "splits": splits,
-      "skipped": stats.to_dict(),
-      "warnings": warnings,
-  }
+  return report_lib.build_report(
+      "retrieval", source=data_cfg.path, settings=report_lib.settings_of(data_cfg),
+      splits=splits, lengths=lengths, warnings=warnings, unsplit=stats, format=fmt,
+      files=raw.files,
+      documents={"read": len(raw.docs), "kept": len(c.doc_ids),
+                 "words": report_lib.length_percentiles(len(t.split()) for t in c.doc_texts)},
+      queries={"read": len(raw.queries), "kept": len(c.queries)},
+      judgements={"read": len(raw.judgements), "kept": sum(len(v) for v in c.qrels.values())},
+      train_pairs=train_pairs)
 
 
-def format_report(report: dict) -> str:
-  d, q, j = report["documents"], report["queries"], report["judgements"]
-  lines = [
-      f"data {report['source']} ({report['format']})",
-      f"  corpus  {d['read']} documents read -> {d['kept']} kept; words p50 {d['words']['p50']},"
-      f" p90 {d['words']['p90']}, max {d['words']['max']}",
-      f"  queries {q['read']} read -> {q['kept']} kept; judgements {j['read']} read -> "
-      f"{j['kept']} kept",
-  ]
-  for split, s in report["splits"].items():
-    r = s["relevant_per_query"]
-    lines.append(f"  {split:5s} {s['queries']} queries, {s['judgements']} judgements; relevant "
-                 f"per query p50 {r['p50']}, max {r['max']}")
-  lines.append(f"  training pairs: {report['train_pairs']}")
-  for reason, examples in report["skipped"]["examples"].items():
-    lines.append(f"  skipped ({reason}): {report['skipped']['counts'][reason]}, e.g. {examples[0]}")
-  lines += [f"warning: {w}" for w in report["warnings"]]
-  return "\n".join(lines)
+# The one formatter of every task's data report (fjft.data.report), under its old name here.
+format_report = report_lib.format_report
