@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from fjft.data.batches import StepBatches, fill_rows
 from fjft.data.readers import BadRowStats, bad_row
 from fjft.errors import DataError
 
@@ -182,31 +183,23 @@ def pack(examples: Sequence[LMExample], length: int, pad_id: int) -> Rows:
   return _rows(groups, length, pad_id)
 
 
-class RowBatches:
+class RowBatches(StepBatches):
   """Training batches of rows, reshuffled every epoch; resumable from the step alone."""
 
   def __init__(self, rows: Rows, batch_size: int, seed: int):
-    self.rows, self.batch_size, self.seed = rows, batch_size, seed
-    self.batches_per_epoch = -(-len(rows) // batch_size)
-
-  def position(self, step: int) -> dict:
-    return {"epoch": step // self.batches_per_epoch, "batch": step % self.batches_per_epoch}
+    super().__init__(len(rows), batch_size, seed)
+    self.rows = rows
 
   def batch(self, step: int) -> dict:
-    pos = self.position(step)
-    order = np.random.default_rng([self.seed, pos["epoch"]]).permutation(len(self.rows))
-    start = pos["batch"] * self.batch_size
-    return take(self.rows, order[start:start + self.batch_size], self.batch_size)
+    return take(self.rows, self.shuffled(step), self.batch_size)
 
 
 def take(rows: Rows, idx: np.ndarray, batch_size: int) -> dict:
   """Rows `idx` as a batch of `batch_size` rows; missing rows are empty (nothing trains)."""
-  def fill(a):
-    out = np.zeros((batch_size,) + a.shape[1:], a.dtype)
-    out[:len(idx)] = a[idx]
-    return out
-  return {"input_ids": fill(rows.input_ids), "loss_mask": fill(rows.loss_mask),
-          "segment_ids": fill(rows.segment_ids), "positions": fill(rows.positions)}
+  return {"input_ids": fill_rows(rows.input_ids, idx, batch_size),
+          "loss_mask": fill_rows(rows.loss_mask, idx, batch_size),
+          "segment_ids": fill_rows(rows.segment_ids, idx, batch_size),
+          "positions": fill_rows(rows.positions, idx, batch_size)}
 
 
 def eval_batches(rows: Rows, batch_size: int):

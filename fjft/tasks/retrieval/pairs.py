@@ -10,20 +10,20 @@ from fjft.tasks.retrieval import data as ir_data
 from fjft.tasks.retrieval.ranking import top_k_of_scores
 
 
-class PairBatches:
+class PairBatches(batches_lib.StepBatches):
   """The batch of any step, a pure function of (seed, step), so resuming needs the step only.
 
   Each epoch visits every (train query, relevant document) pair once, in an order drawn
-  from (seed, epoch); each pair brings config.loss.hard_negatives documents drawn from its
-  query's negatives: those the data names, then the top BM25 hits among the documents not
-  judged relevant (config.loss.mine_depth of them).
+  from (seed, epoch) (StepBatches.shuffled); each pair brings config.loss.hard_negatives
+  documents drawn from its query's negatives: those the data names, then the top BM25 hits
+  among the documents not judged relevant (config.loss.mine_depth of them). The last batch
+  of an epoch is padded with rows of weight 0.
   """
 
   def __init__(self, data: ir_data.Collection, docs_enc, queries_enc, query_row: dict, bm25,
                pad_id: int, config):
     self.config, self.docs_enc, self.queries_enc = config, docs_enc, queries_enc
     self.pad_id = pad_id
-    self.batch_size = config.train.batch_size
     self.n_neg = config.loss.hard_negatives
     self.group = 1 + self.n_neg
     doc_row = {doc: i for i, doc in enumerate(data.doc_ids)}
@@ -46,22 +46,16 @@ class PairBatches:
         given = [doc_row[doc] for doc in data.negatives.get(q, [])]
         pool = given + [int(j) for j in row if j not in rel and j not in given]
         self.negatives[qi] = pool[:len(given) + config.loss.mine_depth]
-    self.batches_per_epoch = -(-len(self.pairs) // self.batch_size)
-
-  def position(self, step: int) -> dict:
-    return {"epoch": step // self.batches_per_epoch, "batch": step % self.batches_per_epoch}
+    super().__init__(len(self.pairs), config.train.batch_size, config.seed)
 
   def batch(self, step: int) -> dict:
     pos = self.position(step)
-    rng = np.random.default_rng([self.config.seed, pos["epoch"]])
-    order = rng.permutation(len(self.pairs))
-    chosen = order[pos["batch"] * self.batch_size:(pos["batch"] + 1) * self.batch_size]
-    neg_rng = np.random.default_rng([self.config.seed, pos["epoch"], pos["batch"], 1])
+    chosen = self.shuffled(step)
+    neg_rng = np.random.default_rng([self.seed, pos["epoch"], pos["batch"], 1])
     b, g = self.batch_size, self.group
     queries, docs = [], []
     doc_index = np.full((b * g,), -1, np.int32)
     relevant = np.full((b, self.width), -1, np.int32)
-    weights = np.zeros((b,), np.float32)
     for row, p in enumerate(chosen):
       qi, di = self.pairs[p]
       pool = self.negatives.get(qi, [])
@@ -72,24 +66,13 @@ class PairBatches:
       docs.append(group)
       rel = self.relevant[qi]
       relevant[row, :len(rel)] = rel
-      weights[row] = 1.0
-    q_batch = _pad(self.queries_enc, list(enumerate(queries)), b,
-                   self.config.data.query_buckets, self.pad_id)
+    q_ids, q_mask = batches_lib.pad_to_bucket([self.queries_enc.ids[q] for q in queries],
+                                              range(len(queries)), b,
+                                              self.config.data.query_buckets, self.pad_id)
     slots = [(row * g + k, d) for row, group in enumerate(docs) for k, d in enumerate(group)]
-    d_batch = _pad(self.docs_enc, slots, b * g, self.config.data.doc_buckets, self.pad_id)
-    return {"q_ids": q_batch[0], "q_mask": q_batch[1], "d_ids": d_batch[0],
-            "d_mask": d_batch[1], "doc_index": doc_index, "relevant": relevant,
-            "weights": weights}
-
-
-def _pad(enc, slots: list[tuple[int, int]], size: int, buckets, pad_id: int) -> tuple:
-  """[size, bucket] ids and mask with enc.ids[r] at each (slot, r) of `slots`."""
-  longest = max((len(enc.ids[r]) for _, r in slots), default=1)
-  seq = batches_lib.bucket_length(longest, buckets)
-  ids = np.full((size, seq), pad_id, np.int32)
-  mask = np.zeros((size, seq), np.int32)
-  for slot, r in slots:
-    x = enc.ids[r][:seq]
-    ids[slot, :len(x)] = x
-    mask[slot, :len(x)] = 1
-  return ids, mask
+    d_ids, d_mask = batches_lib.pad_to_bucket([self.docs_enc.ids[d] for _, d in slots],
+                                              [slot for slot, _ in slots], b * g,
+                                              self.config.data.doc_buckets, self.pad_id)
+    return {"q_ids": q_ids, "q_mask": q_mask, "d_ids": d_ids, "d_mask": d_mask,
+            "doc_index": doc_index, "relevant": relevant,
+            "weights": batches_lib.row_weights(len(chosen), b)}
