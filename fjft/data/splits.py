@@ -1,7 +1,12 @@
-"""Train/dev/test examples for text classification: read, clean, dedup, split, report.
+"""The one hashed splitter of every task, and text classification's train/dev/test examples.
 
-The order of the steps is part of the contract (see load_classification_splits); each step
-counts what it drops, so the data report accounts for every row read.
+hashed_choice() picks a held-out fraction of items by sha256 of (seed, key): classification
+carves dev from train with it (stratified by label), the LM task holds out test and dev
+rows (fjft.tasks.lm.data), retrieval its test and dev queries (fjft.tasks.retrieval.data).
+
+load_classification_splits reads, cleans, dedups, splits and reports; the order of its
+steps is part of the contract, and each step counts what it drops, so the data report
+(fjft.data.report) accounts for every row read.
 """
 
 from __future__ import annotations
