@@ -105,10 +105,18 @@ def test_unknown_model_name_suggests_registered():
 
 
 def test_unsupported_model_type_lists_supported(tmp_path):
+  # gpt2 is a family, but a decoder: where an encoder is needed it is refused.
   (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
   with pytest.raises(FjftError, match="gpt2") as e:
-    registry.resolve(str(tmp_path))
+    registry.resolve(str(tmp_path), expect="encoder")
   assert "'bert'" in str(e.value) and "'roberta'" in str(e.value)
+  with pytest.raises(FjftError, match="gpt2") as e:
+    family, path = registry.resolve(str(tmp_path))  # the old (family, folder) unpacking
+  assert "'bert'" in str(e.value) and "'roberta'" in str(e.value)
+  (tmp_path / "config.json").write_text(json.dumps({"model_type": "mamba"}))
+  with pytest.raises(FjftError, match=f"{tmp_path}.*'mamba'") as e:
+    registry.resolve(str(tmp_path))
+  assert all(f"'{t}'" in str(e.value) for t in ("bert", "llama", "gpt2", "qwen2"))
 
 
 def test_local_folder_resolves_to_family(tmp_path):

@@ -1,23 +1,22 @@
-"""Pretrained decoder LMs: load one (registered name, GGUF file or HF folder), ready to run.
+"""Pretrained decoder LMs ready to generate: the `LM` bundle the decoding code takes.
 
-`load_lm(name_or_path)` accepts, in this order:
-  1. a name registered in registry.PRETRAINED_LM (e.g. "smollm2-135m-instruct");
-  2. a .gguf file (weights dequantised to float32; tokenizer and chat template from it);
-  3. a local Hugging Face folder whose config.json model_type is a decoder family;
-  4. a Hugging Face hub id "org/name" (downloaded where the hub is reachable).
+`load_lm` is the old decoder loader, kept as a thin wrapper over
+fjft.models.registry.load until its callers move to it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
 from types import ModuleType
 from typing import Any
 
+import jax
 from flax import nnx
 
-from fjft.errors import FjftError
+from fjft.errors import CheckpointError, FjftError
 from fjft.models import registry
 from fjft.models.tokenizer import Tokenizer
 
@@ -56,34 +55,17 @@ class _CacheInit:
 
 
 def load_lm(name_or_path: str, *, adapter: str | None = None, **runtime) -> LM:
-  """Loads a pretrained decoder; `runtime` options (scan_layers, remat, attention_impl)
-  go to the model config and are not part of the checkpoint. `adapter`: a PEFT LoRA
-  adapter folder, merged into the weights."""
-  kind, path = registry.resolve_lm(name_or_path)
-  if kind == "gguf":
-    from fjft.weights import gguf_io
-    g = gguf_io.read_gguf(path)
-    family = registry.decoder_family(g.hf_config.get("model_type"), path)
-    cfg, model = family.from_state_dict(g.hf_config, g.tensors, source=path, **runtime)
-    try:
-      tokenizer = Tokenizer.from_gguf(g.tokenizer_meta, g.chat_template)
-    except FjftError as e:  # the tokenizer sees only metadata: name the file here
-      raise type(e)(f"{path}: tokenizer: {e}") from None
-  else:
-    family = registry.decoder_family(registry.model_type_of(path), path)
-    cfg, model = family.from_hf(path, **runtime)
-    tokenizer = Tokenizer.from_dir(path)
-  if adapter:
-    from fjft.models import adapters
-    adapters.with_peft_adapter(model, family.hf_linear_names(cfg), adapter)
-  source = os.path.abspath(path) + (f" + {os.path.abspath(adapter)}" if adapter else "")
-  graphdef, params = nnx.split(model)
-  return LM(family, cfg, graphdef, params, tokenizer, source)
-
+  """A pretrained decoder (registry.load(name_or_path, ...) refusing encoders) as an LM;
+  `runtime` options (scan_layers, remat, attention_impl) go to the model config,
+  `adapter` (a PEFT LoRA folder) is merged into the weights."""
+  loaded = registry.load(registry.resolve(name_or_path, expect="decoder"), adapter=adapter,
+                         **runtime)
+  graphdef, params = nnx.split(loaded.model)
+  return LM(loaded.family, loaded.cfg, graphdef, params, loaded.tokenizer, loaded.source)
 
 
 def load_run(run_dir: str, *, merge: bool = True) -> LM:
-  """The best checkpoint of a fine-tuned decoder run (fjft.lm_runner), ready to run.
+  """The best checkpoint of a fine-tuned decoder run (fjft.tasks.lm), ready to run.
 
   Needs only the run directory: the architecture comes from its model.json, the
   tokenizer from its tokenizer/ folder, the weights from checkpoints/best. A LoRA run's
@@ -92,10 +74,7 @@ def load_run(run_dir: str, *, merge: bool = True) -> LM:
   """
   from fjft.models import adapters
   from fjft.models.layers import lora
-  import json
-
   from fjft.training.checkpoint import abstract_like, restore_best_params
-  from fjft.errors import CheckpointError
   path = os.path.join(run_dir, "model.json")
   if not os.path.isfile(path):
     raise CheckpointError(f"{run_dir}: not a run directory (no model.json)")
@@ -103,12 +82,11 @@ def load_run(run_dir: str, *, merge: bool = True) -> LM:
     info = json.load(f)
   if info.get("task") != "lm":
     raise FjftError(f"{run_dir}: a classification run, not a decoder run; use fjft.predict")
-  family = importlib.import_module(info["family"])
+  family = registry.family_module(info["family"])
   cfg = family.Config.from_hf(info["hf_config"], **info.get("runtime", {}))
   structure = info.get("peft_structure")
   graphdef, abstract = nnx.split(nnx.eval_shape(
       lambda: adapters.apply(family.Model(cfg, rngs=nnx.Rngs(0)), structure)))
-  import jax
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract)
   _, params = restore_best_params(run_dir, abstract_like(target))
   if merge and structure:

