@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 
 from fjft.training import optim  # noqa: E402
 from fjft.tasks.lm.config import default_config as lm_config  # noqa: E402
-from fjft.export import export_lm_hf  # noqa: E402
+from fjft.models.hf_export import export_pretrained  # noqa: E402
 from fjft.models.pretrained import load_lm  # noqa: E402
 from fjft.training.step import TrainState, make_train_step  # noqa: E402
 from fjft.tasks.lm import loss as lm_loss  # noqa: E402
@@ -131,7 +131,7 @@ def main():
         f" fjft (JAX {jax.__version__})", flush=True)
   tokens = ARGS.batch * ARGS.seq
   with tempfile.TemporaryDirectory() as hf_dir:
-    export_lm_hf(ARGS.model, hf_dir)
+    export_pretrained(ARGS.model, hf_dir)
     hf = time_hf(hf_dir, ids)
   print(f"HF   {hf:7.2f} s/step {tokens / hf:7.1f} tokens/s", flush=True)
   ours = time_fjft(lm, ids)

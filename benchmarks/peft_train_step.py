@@ -151,9 +151,9 @@ def run_hf(model_name: str, mode: str) -> dict:
   if mode.startswith("lora-"):
     return {"skipped": "n/a"}
   if model_name == "smollm2":
-    from fjft.export import export_lm_hf
+    from fjft.models.hf_export import export_pretrained
     with tempfile.TemporaryDirectory() as d:
-      export_lm_hf("smollm2-135m-instruct", d)
+      export_pretrained("smollm2-135m-instruct", d)
       model = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
   else:
     from fjft.models import llama

@@ -54,7 +54,8 @@ import numpy as np  # noqa: E402
 from fjft.training import optim  # noqa: E402
 from fjft.tasks.classify.config import default_config as classify_config  # noqa: E402
 from fjft.models import registry  # noqa: E402
-from fjft.tasks.classify.task import build_model, make_apply_fn  # noqa: E402
+from fjft.models import encoders  # noqa: E402
+from fjft.tasks.classify.task import build_model  # noqa: E402
 from fjft.training.step import TrainState, make_train_step  # noqa: E402
 from fjft.tasks.classify import model as classify  # noqa: E402
 from flax import nnx  # noqa: E402
@@ -93,11 +94,10 @@ def time_fjft(model_path, ids, mask, labels, dtype, attention):
     # attention dropout runs as plain XLA ops (the fused kernel has none): turn it off so
     # the step really uses cuDNN's kernel
     c.model.attention_dropout = 0.0
-  family, path = registry.resolve(model_path)
-  model, _ = build_model(c, family, path, 2)
+  model = build_model(c, encoders.load(c), 2)
   graphdef, params = nnx.split(model)
   tx = optim.make_optimizer(c.optim, 1000)
-  step = jax.jit(make_train_step(make_apply_fn(graphdef, dtype), classify.loss_fn, tx, 1,
+  step = jax.jit(make_train_step(encoders.make_apply_fn(graphdef, dtype), classify.loss_fn, tx, 1,
                                  jax.random.key(0)), donate_argnums=0)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
   batch = {"input_ids": jnp.asarray(ids), "attention_mask": jnp.asarray(mask),

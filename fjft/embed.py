@@ -13,8 +13,8 @@ import json
 import numpy as np
 from absl import app, flags
 
-from fjft import allocator, cli
-from fjft.tasks.retrieval import embedding
+from fjft import allocator, cli, tasks
+from fjft.run import opened
 from fjft.data import readers
 from fjft.errors import DataError, FjftError, exit_on_user_error
 
@@ -49,9 +49,9 @@ def main(argv):
   f = flags.FLAGS
   if not f.output.endswith((".npy", ".jsonl")):
     raise FjftError(f"--output must end in .npy or .jsonl, got {f.output!r}")
-  run = embedding.load(f.run)
+  run = opened.open_run(f.run, "embed")
   texts, ids = read_texts(f.input, f.text_column, f.id_column)
-  vectors = embedding.embed_texts(run, texts, f.batch_size, f.kind)
+  vectors = tasks.get(run.task).embed(run, texts, f.batch_size, f.kind)
   if f.output.endswith(".npy"):
     np.save(f.output, vectors)
   else:

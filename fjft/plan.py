@@ -9,83 +9,14 @@ device and shrink with model.remat.
 
 from __future__ import annotations
 
-import math
-
-import jax
 from absl import app, flags
-from flax import nnx
-from jax.sharding import PartitionSpec
 
 from fjft import cli
-from fjft.models import adapters
-from fjft.training import optim
-from fjft.parallel import mesh as mesh_lib
 from fjft.errors import ConfigError, exit_on_user_error
+from fjft.parallel.plan import table
 
 cli.define_config_flag()
 flags.DEFINE_string("devices", "1,8,64", "Device counts to plan for, comma-separated.")
-
-
-def model_params(config):
-  """(params as the run builds them, with config.peft's adapters; the regex of the params
-  a LoRA run trains, "" for all)."""
-  task = config.get("task")
-  if task == "lm":
-    from fjft.tasks.lm import task as lm_runner
-    from fjft.models.pretrained import load_lm
-    lm = load_lm(config.model.name, scan_layers=config.model.scan_layers)
-    return nnx.split(lm_runner.build_model(config, lm))[1], adapters.trainable_regex(config)
-  from fjft.models import registry
-  family, path = registry.resolve(config.model.name)
-  if task == "retrieval":
-    from fjft.tasks.retrieval import task as retrieval_runner
-    model, _ = retrieval_runner.build_model(config, family, path)
-    return nnx.split(model)[1], adapters.trainable_regex(config)
-  from fjft.tasks.classify import task as runner
-  from fjft.data.splits import load_classification_splits
-  from fjft.tasks.classify import model as classify
-  labels = load_classification_splits(config.data).labels
-  model, _ = runner.build_model(config, family, path, len(labels))
-  return nnx.split(model)[1], adapters.trainable_regex(config, new=classify.HEAD_PATTERN)
-
-
-def per_device_bytes(config, params, only: str, axis_sizes: dict) -> dict[str, int]:
-  """{"params", "grads", "optimizer", "total"}: one device's bytes on a mesh of
-  `axis_sizes` (e.g. {"data": 1, "fsdp": 8, "tensor": 1})."""
-  rules = config.sharding_rules
-  sizes = {a: int(axis_sizes.get(a, 1)) for a in mesh_lib.AXES}
-
-  def leaf_bytes(spec, x):
-    wanted = mesh_lib.logical_to_mesh_spec(spec, rules) if spec is not None else PartitionSpec()
-    block = mesh_lib.shard_shape(x.shape, mesh_lib.fit_spec(wanted, x.shape, sizes), sizes)
-    return math.prod(block) * x.dtype.itemsize
-
-  nbytes = jax.tree.map(leaf_bytes, nnx.get_partition_spec(params), params,
-                        is_leaf=lambda x: isinstance(x, PartitionSpec) or x is None)
-  trainable = optim.trainable_mask(params, config.optim.get("freeze", ""), only)
-  trained = optim.split_trainable(params, trainable)[0]
-  trained_bytes = optim.split_trainable(nbytes, trainable)[0]
-  optimizer = optim.make_optimizer(config.optim, config.train.steps, trained)
-  opt = optim.like_params(jax.eval_shape(optimizer.init, trained), trained, trained_bytes,
-                         lambda x: x.size * x.dtype.itemsize)
-  out = {"params": sum(jax.tree.leaves(nbytes)), "grads": sum(jax.tree.leaves(trained_bytes)),
-         "optimizer": sum(jax.tree.leaves(opt))}
-  out["total"] = sum(out.values())
-  return out
-
-
-def table(config, devices: list[int]) -> str:
-  params, only = model_params(config)
-  rows = ["| devices | mesh | params | grads | AdamW state | total per device |",
-          "|---|---|---|---|---|---|"]
-  for n in devices:
-    for name, axes in (("data", {"data": n}), ("fsdp", {"fsdp": n})):
-      if n == 1 and name == "fsdp":
-        continue  # one device: both meshes are the same
-      b = per_device_bytes(config, params, only, axes)
-      rows.append(f"| {n} | {name}={n} | " + " | ".join(
-          mesh_lib.format_bytes(b[k]) for k in ("params", "grads", "optimizer", "total")) + " |")
-  return "\n".join(rows)
 
 
 @exit_on_user_error

@@ -12,50 +12,11 @@ optionally a title column (prepended, as in training) and an id column (else the
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-
-import numpy as np
 from absl import app, flags
 
-from fjft import allocator, cli
-from fjft.tasks.retrieval import embedding
-from fjft.tasks.retrieval.bm25 import BM25
-from fjft.tasks.retrieval.ranking import reciprocal_rank_fusion, top_k, top_k_of_scores
-from fjft.data import readers
-from fjft.data.clean import normalize_text
-from fjft.errors import DataError, FjftError, exit_on_user_error
-from fjft.run.rundir import file_fingerprint
-
-def corpus_cache_key(corpus_path: str, columns: tuple, best_step: int) -> str:
-  h = hashlib.sha256()
-  h.update(json.dumps([file_fingerprint(corpus_path), list(columns), best_step]).encode())
-  return h.hexdigest()[:16]
-
-
-def read_corpus(path: str, text_column: str, title_column: str | None, id_column: str | None
-                ) -> tuple[list[str], list[str], int]:
-  """(ids, texts, skipped empty) from a corpus file; rows with no text are skipped and counted."""
-  optional = [c for c in (title_column, id_column) if c]
-  ids, texts, empty = [], [], 0
-  rows = readers.read_table(path, {text_column: "text_column"}, on_bad_row="error",
-                            stats=readers.BadRowStats(), optional=optional)
-  for n, (where, obj) in enumerate(rows, 1):
-    if not isinstance(obj, dict) or obj.get(text_column) is None:
-      raise DataError(f"{where}: no {text_column!r} value (--text_column)")
-    text = str(obj[text_column])
-    if title_column and obj.get(title_column):
-      text = f"{obj[title_column]} {text}"
-    text = normalize_text(text)
-    if not text:
-      empty += 1
-      continue
-    ids.append(str(obj[id_column]) if id_column and obj.get(id_column) is not None else str(n))
-    texts.append(text)
-  if not texts:
-    raise DataError(f"{path}: no documents with text")
-  return ids, texts, empty
+from fjft import allocator, cli, tasks
+from fjft.errors import FjftError, exit_on_user_error
+from fjft.run import opened
 
 
 @exit_on_user_error
@@ -64,44 +25,11 @@ def main(argv):
   f = flags.FLAGS
   if not f.query:
     raise FjftError("give at least one --query")
-  run = embedding.load(f.run)
-  ids, texts, empty = read_corpus(f.corpus, f.text_column, f.title_column, f.id_column)
-  key = corpus_cache_key(f.corpus, (f.text_column, f.title_column, f.id_column), run.best_step)
-  cache = os.path.join(f.run, "search_cache", f"{key}.npy")
-  if os.path.isfile(cache):
-    docs = np.load(cache)
-    print(f"corpus: {len(ids)} documents, embeddings from the cache {cache}")
-  else:
-    docs = embedding.embed_texts(run, texts, f.batch_size, "doc")
-    os.makedirs(os.path.dirname(cache), exist_ok=True)
-    np.save(cache + ".tmp.npy", docs)
-    os.replace(cache + ".tmp.npy", cache)
-    print(f"corpus: embedded {len(ids)} documents"
-          + (f" ({empty} without text skipped)" if empty else "") + f"; cached in {cache}")
-  queries = embedding.embed_texts(run, list(f.query), f.batch_size, "query")
-  depth = max(f.k, 100) if f.hybrid else f.k
-  idx, scores = top_k(queries, docs, depth)
-  if f.hybrid:
-    lexical = BM25(texts).scores(list(f.query))
-    bm25_idx, _ = top_k_of_scores(lexical, depth)
-    fused = [reciprocal_rank_fusion([list(a), list(b)], depth=f.k) for a, b in zip(idx, bm25_idx)]
-  out = open(f.output, "w") if f.output else None
-  try:
-    for qi, query in enumerate(f.query):
-      print(f"\nquery: {query}")
-      ranked = fused[qi] if f.hybrid else list(idx[qi][:f.k])
-      score_of = dict(zip(idx[qi].tolist(), scores[qi].tolist()))
-      hits = []
-      for rank, d in enumerate(ranked, 1):
-        d = int(d)
-        sim = float(queries[qi] @ docs[d]) if d not in score_of else score_of[d]
-        hits.append({"rank": rank, "id": ids[d], "score": round(sim, 6), "text": texts[d]})
-        print(f"  {rank:3d}. [{ids[d]}] {sim:.4f}  {texts[d][:100]}")
-      if out:
-        out.write(json.dumps({"query": query, "hits": hits}) + "\n")
-  finally:
-    if out:
-      out.close()
+  run = opened.open_run(f.run, "search")
+  tasks.get(run.task).search(run, corpus=f.corpus, queries=list(f.query), k=f.k,
+                             hybrid=f.hybrid, text_column=f.text_column,
+                             title_column=f.title_column, id_column=f.id_column,
+                             batch_size=f.batch_size, output=f.output)
 
 
 if __name__ == "__main__":

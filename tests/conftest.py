@@ -106,7 +106,7 @@ def finished_run(tiny_bert_dir, tmp_path_factory):
   """(config, workdir, results, jax log lines) of the `overrides` run, trained in this
   process on one device: the reference that resumed and multi-process runs must match."""
   from fjft.config import experiment as config_lib
-  from fjft.tasks.classify import task as runner
+  from fjft.run import runner
   workdir = str(tmp_path_factory.mktemp("runs"))
   config = config_lib.load_config(QUICKSTART, overrides(tiny_bert_dir))
   records = []

@@ -22,13 +22,14 @@ from flax import nnx
 from fjft.models import adapters
 from fjft.config import experiment as config_lib
 from fjft.tasks.lm import task as lm_runner
-from fjft.tasks.classify import task as runner
+from fjft.tasks.classify import task as classify_task
 from fjft.parallel import mesh as mesh_lib
 from fjft.tasks.lm.config import default_config as lm_config
 from fjft.models.pretrained import load_lm
-from fjft.models import registry
+from fjft.models import encoders
 from fjft.errors import ConfigError
-from fjft.training.state import check_batch_sizes, place_params, prepare_training
+from fjft.run.start import check_batch_sizes
+from fjft.training.state import place_params, prepare_training
 from fjft.tasks.classify import model as classify
 
 MESHES = {"one": (1, 1, 1), "data8": (8, 1, 1), "fsdp8": (1, 8, 1), "mixed": (2, 2, 2)}
@@ -37,8 +38,7 @@ STEPS, ROWS, LENGTH = 5, 8, 16
 
 def encoder(model_dir: str):
   config = config_lib.load_config("experiments/quickstart.py", [("model.name", model_dir)])
-  family, path = registry.resolve(model_dir)
-  model, _ = runner.build_model(config, family, path, num_labels=6)
+  model = classify_task.build_model(config, encoders.load(config), num_labels=6)
   graphdef, params = nnx.split(model)
   rng = np.random.default_rng(0)
   batches = []
@@ -49,7 +49,7 @@ def encoder(model_dir: str):
                     "attention_mask": mask,
                     "labels": rng.integers(0, 6, ROWS).astype(np.int32),
                     "weights": np.ones(ROWS, np.float32)})
-  return (config, graphdef, params, runner.make_apply_fn(graphdef, "float32"), classify.loss_fn,
+  return (config, graphdef, params, encoders.make_apply_fn(graphdef, "float32"), classify.loss_fn,
           adapters.trainable_regex(config, new=classify.HEAD_PATTERN), batches)
 
 
@@ -64,7 +64,7 @@ def decoder(model_dir: str):
               "positions": np.tile(np.arange(LENGTH, dtype=np.int32), (ROWS, 1))}
              for _ in range(STEPS)]
   graphdef, params = nnx.split(lm_runner.build_model(config, lm))
-  return (config, graphdef, params, lm_runner.make_apply_fn(graphdef, "float32"),
+  return (config, graphdef, params, lm_encoders.make_apply_fn(graphdef, "float32"),
           lm_runner.loss_fn, adapters.trainable_regex(config), batches)
 
 

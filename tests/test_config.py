@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from fjft.config import experiment as config_lib
+from fjft.config import identity
 from fjft.errors import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,18 +81,18 @@ def test_missing_file():
 
 
 def test_hash_ignores_non_identity_fields_only():
-  base = config_lib.config_hash(config_lib.load_config(QUICKSTART))
+  base = identity.config_hash(config_lib.load_config(QUICKSTART))
   for key, value in [("train.log_every", "3"), ("train.checkpoint_every", "11"),
                      ("train.keep_checkpoints", "5"), ("train.progress", "false")]:
-    assert config_lib.config_hash(config_lib.load_config(QUICKSTART, [(key, value)])) == base
+    assert identity.config_hash(config_lib.load_config(QUICKSTART, [(key, value)])) == base
   for key, value in [("optim.lr", "1e-3"), ("seed", "1"), ("train.steps", "3"),
                      ("data.path", "elsewhere")]:
-    assert config_lib.config_hash(config_lib.load_config(QUICKSTART, [(key, value)])) != base
+    assert identity.config_hash(config_lib.load_config(QUICKSTART, [(key, value)])) != base
 
 
 def test_hash_stable_across_processes():
-  code = ("from fjft.config import experiment as c; "
-          f"print(c.config_hash(c.load_config({QUICKSTART!r})))")
+  code = ("from fjft.config import experiment as c; from fjft.config import identity; "
+          f"print(identity.config_hash(c.load_config({QUICKSTART!r})))")
   hashes = set()
   for seed in ("0", "1", "12345"):
     env = dict(os.environ, PYTHONHASHSEED=seed)
@@ -99,7 +100,7 @@ def test_hash_stable_across_processes():
                          check=True, cwd=REPO)
     hashes.add(out.stdout.strip())
   assert len(hashes) == 1
-  assert hashes.pop() == config_lib.config_hash(config_lib.load_config(QUICKSTART))
+  assert hashes.pop() == identity.config_hash(config_lib.load_config(QUICKSTART))
 
 
 def _changed(value):
@@ -116,26 +117,26 @@ def _changed(value):
 
 def test_every_field_but_the_non_identity_ones_changes_the_hash():
   base_config = config_lib.load_config(QUICKSTART)
-  base = config_lib.config_hash(base_config)
+  base = identity.config_hash(base_config)
   keys = config_lib.flat_keys(base_config)
   assert len(keys) > 40
   lora = config_lib.load_config(QUICKSTART, [("peft.method", "lora")])
-  assert config_lib.config_hash(lora) != base
+  assert identity.config_hash(lora) != base
   for key in keys:
     # peft's settings count once peft is on (and are left out while it is off)
     on = key.startswith("peft.") and key != "peft.method"
     config = config_lib.load_config(QUICKSTART, [("peft.method", "lora")] if on else [])
     config_lib.set_field(config, key, _changed(config_lib.get_field(config, key)))
-    same = config_lib.config_hash(config) == (config_lib.config_hash(lora) if on else base)
+    same = identity.config_hash(config) == (identity.config_hash(lora) if on else base)
     # the mesh is layout: hashed as one fixed value whatever it is set to
-    layout = key.split(".")[0] in config_lib.HASHED_AS
-    assert same == (key in config_lib.NON_IDENTITY_FIELDS or layout), key
+    layout = key.split(".")[0] in identity.HASHED_AS
+    assert same == (key in identity.NON_IDENTITY_FIELDS or layout), key
 
 
 def test_canonical_form_is_pinned():
   # The hash is sha256 of exactly this text on every machine: sorted keys, no spaces,
   # shortest round-trip floats, ASCII only.
   d = {"seed": 0, "name": "é", "optim": {"lr": 1e-4, "b2": 0.999}, "buckets": [16, 32]}
-  text = config_lib.canonical_json(d, identity_only=True)
+  text = identity.canonical_json(d, identity_only=True)
   assert text == '{"buckets":[16,32],"name":"\\u00e9","optim":{"b2":0.999,"lr":0.0001},"seed":0}'
-  assert config_lib.config_hash(d) == __import__("hashlib").sha256(text.encode()).hexdigest()
+  assert identity.config_hash(d) == __import__("hashlib").sha256(text.encode()).hexdigest()

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fjft.models import pooling
 from fjft.tasks.retrieval import model as retrieval
 
 
@@ -56,9 +57,9 @@ def test_hard_negatives_are_grouped_per_query():
 def test_mean_and_cls_pooling():
   h = jnp.asarray([[[1.0, 0.0], [3.0, 4.0], [100.0, 100.0]]])
   mask = jnp.asarray([[1, 1, 0]])
-  np.testing.assert_allclose(retrieval.pool(h, mask, "mean", False), [[2.0, 2.0]])
-  np.testing.assert_allclose(retrieval.pool(h, mask, "cls", False), [[1.0, 0.0]])
-  np.testing.assert_allclose(retrieval.pool(h, mask, "mean", True),
+  np.testing.assert_allclose(pooling.pool(h, mask, "mean", False), [[2.0, 2.0]])
+  np.testing.assert_allclose(pooling.pool(h, mask, "cls", False), [[1.0, 0.0]])
+  np.testing.assert_allclose(pooling.pool(h, mask, "mean", True),
                              [[1 / math.sqrt(2), 1 / math.sqrt(2)]], rtol=1e-6)
 
 
@@ -73,7 +74,7 @@ def test_padding_rows_have_finite_gradients():
 
   def loss(h):
     mask = jnp.asarray([[1, 1], [0, 0]])              # the second row is padding
-    e = retrieval.pool(h, mask, "mean", True)
+    e = pooling.pool(h, mask, "mean", True)
     batch = _batch([0, -1], [[0], [-1]], [1, 0])
     return retrieval.contrastive_loss(e, e, batch, 0.05, symmetric=True)[0]
 

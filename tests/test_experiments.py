@@ -11,6 +11,7 @@ import re
 import pytest
 
 from fjft.config import experiment as config_lib
+from fjft.config import identity
 from fjft.sweeps import grid as sweeps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,16 +121,16 @@ def test_every_experiment_and_variant_loads_into_a_valid_config(spec):
   assert config.task in TASKS, spec
   # what a run saves as config.json loads back, validated, with the same name
   again = config_lib.from_dict(config_lib.to_dict(config))
-  assert config_lib.run_name(again) == config_lib.run_name(config)
+  assert identity.run_name(again) == identity.run_name(config)
   path, arg = config_lib.split_spec(spec)
   if arg:   # a variant is another run than its file's default
-    assert config_lib.run_name(config) != config_lib.run_name(load(path)), spec
+    assert identity.run_name(config) != identity.run_name(load(path)), spec
     if "peft=lora" in arg:
       assert config.peft.method == "lora", spec
 
 
 def test_every_experiment_and_variant_keeps_its_run_name():
-  names = {spec: config_lib.run_name(load(spec)) for spec in specs()}
+  names = {spec: identity.run_name(load(spec)) for spec in specs()}
   assert names == RUN_NAMES
 
 
@@ -148,7 +149,7 @@ def test_experiments_with_a_sweep_are_listed():
                          ids=[name for *_, name in OTHER_RUN_NAMES])
 def test_measured_runs_of_other_seeds_and_earlier_recipes_keep_their_names(spec, overrides,
                                                                           expected):
-  assert config_lib.run_name(load(spec, overrides)) == expected
+  assert identity.run_name(load(spec, overrides)) == expected
 
 
 def test_every_run_name_the_docs_quote_is_pinned_here():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fjft.config import experiment as config_lib
+from fjft.config import identity
 from fjft.training import optim
 from fjft.errors import ConfigError
 from fjft.training.step import TrainState, init_opt_state, make_train_step
@@ -120,15 +121,15 @@ def test_new_fields_change_the_run_hash_only_when_set():
   d = config_lib.to_dict(c)
   for key in ("freeze", "lr_groups"):
     del d["optim"][key]
-  assert config_lib.config_hash(c) == config_lib.config_hash(d)   # runs made before them
+  assert identity.config_hash(c) == identity.config_hash(d)   # runs made before them
   c.optim.freeze = "^encoder\\.embeddings\\."
-  assert config_lib.config_hash(c) != config_lib.config_hash(d)
+  assert identity.config_hash(c) != identity.config_hash(d)
 
 
 def test_a_run_with_frozen_embeddings_and_a_fast_head(tiny_bert_dir, tmp_path):
   import os
-  from fjft.run import opened as infer
-  from fjft.tasks.classify import task as runner
+  from fjft.run import opened
+  from fjft.run import runner
   from fjft.models import bert
   from tests.conftest import REPO
   overrides = [("model.name", tiny_bert_dir),
@@ -142,7 +143,7 @@ def test_a_run_with_frozen_embeddings_and_a_fast_head(tiny_bert_dir, tmp_path):
   _, pretrained = bert.from_hf(tiny_bert_dir)
   n_embed = sum(x.size for x in jax.tree.leaves(pretrained.embeddings))
   assert results["params"]["total"] - results["params"]["trainable"] == n_embed
-  run = infer.load_run(os.path.join(str(tmp_path), config_lib.run_name(config)))
+  run = opened.open_run(os.path.join(str(tmp_path), identity.run_name(config)))
   from flax import nnx
   before = jax.tree.leaves(nnx.state(pretrained.embeddings))
   after = jax.tree.leaves(run.params["encoder"]["embeddings"])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fjft.tasks.lm import metrics as gen_metrics
+from fjft.metrics import text as gen_metrics
 
 
 def test_rouge_l_hand_checked():

@@ -81,8 +81,9 @@ def test_export_loads_in_transformers_with_the_same_logits(lm, tmp_path):
   import torch
   import transformers
   from flax import nnx
-  from fjft import export
-  out = export.export_lm_hf(lm.source, str(tmp_path / "hf"))
+  from fjft.models.hf_export import export_pretrained
+  out = str(tmp_path / "hf")
+  export_pretrained(lm.source, out)
   model = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
   tok = transformers.AutoTokenizer.from_pretrained(out)
   text = lm.tokenizer.apply_chat_template([{"role": "user", "content": PROMPTS[2]}])

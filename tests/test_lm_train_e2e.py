@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from fjft.config import experiment as config_lib
-from fjft.tasks.lm import task as lm_runner
+from fjft.run import runner
 from fjft.tasks.lm.config import default_config as lm_config
 from fjft.errors import DataError
 from tests.conftest import REPO
@@ -46,7 +46,7 @@ def sft_run(tiny_llama_dir, tmp_path_factory):
   tmp = tmp_path_factory.mktemp("sft")
   data = tmp / "chats.jsonl"
   _chats(data, 120)
-  return lm_runner.run(_config(tiny_llama_dir, data), str(tmp / "runs"), say=lambda *_: None)
+  return runner.run(_config(tiny_llama_dir, data), str(tmp / "runs"), say=lambda *_: None)
 
 
 def test_short_sft_run_lowers_dev_loss(sft_run):
@@ -67,8 +67,8 @@ def test_bad_chat_row_names_file_and_line(tiny_llama_dir, tmp_path):
   lines[4] = json.dumps({"messages": [{"role": "user", "content": "no reply here"}]})
   data.write_text("\n".join(lines) + "\n")
   with pytest.raises(DataError, match=f"{data}:5: the chat has no assistant turn"):
-    lm_runner.run(_config(tiny_llama_dir, data), str(tmp_path / "runs"), say=lambda *_: None)
-  skipped = lm_runner.run(_config(tiny_llama_dir, data, **{"data.on_bad_row": "skip",
+    runner.run(_config(tiny_llama_dir, data), str(tmp_path / "runs"), say=lambda *_: None)
+  skipped = runner.run(_config(tiny_llama_dir, data, **{"data.on_bad_row": "skip",
                                                            "train.steps": 2}),
                           str(tmp_path / "runs"), say=lambda *_: None)
   report = json.load(open(os.path.join(skipped["run_dir"], "data_report.json")))
@@ -108,7 +108,7 @@ def test_translation_run_scores_generations_for_model_and_baseline(tiny_llama_di
       "data.prompt_template": "Spanish: {source}\nEnglish:", "data.use_chat_template": "False",
       "eval.generate": 6, "eval.metrics": "bleu,chrf,rougeL", "eval.max_new_tokens": 8,
       "train.steps": 4, "train.eval_every": 4})
-  results = lm_runner.run(c, str(tmp_path / "runs"), say=lambda *_: None)
+  results = runner.run(c, str(tmp_path / "runs"), say=lambda *_: None)
   for part in (results["dev"], results["test"], results["baseline"]["dev"]):
     assert set(part) == {"loss", "perplexity", "bleu", "chrf", "rougeL"}
     assert all(0.0 <= part[m] <= 100.0 for m in ("bleu", "chrf", "rougeL"))
@@ -125,7 +125,7 @@ def test_parallel_files_must_align(tiny_llama_dir, tmp_path):
   c = _config(tiny_llama_dir, tmp_path / "pairs", **{
       "data.format": "parallel", "data.source_suffix": ".spa", "data.target_suffix": ".eng"})
   with pytest.raises(DataError, match=r"pairs.spa has 20 lines but .*pairs.eng has 21"):
-    lm_runner.run(c, str(tmp_path / "runs"), say=lambda *_: None)
+    runner.run(c, str(tmp_path / "runs"), say=lambda *_: None)
 
 
 def test_generate_and_export_from_the_run(sft_run, tiny_llama_dir, tmp_path):
@@ -133,7 +133,7 @@ def test_generate_and_export_from_the_run(sft_run, tiny_llama_dir, tmp_path):
   torch = pytest.importorskip("torch")
   transformers = pytest.importorskip("transformers")
   from flax import nnx
-  from fjft.models.pretrained import load_run
+  from fjft.run.opened import open_run as load_run
   run = sft_run["run_dir"]
   prompts = tmp_path / "prompts.jsonl"
   prompts.write_text(json.dumps({"prompt": "question 7 about my loan",

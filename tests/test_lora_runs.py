@@ -13,9 +13,10 @@ import pytest
 from flax import nnx
 
 from fjft.config import experiment as config_lib
-from fjft.run import opened as infer
-from fjft.tasks.lm import task as lm_runner
-from fjft.tasks.classify import task as runner
+from fjft.config import identity
+from fjft.tasks.classify import use
+from fjft.run import opened
+from fjft.run import runner
 from fjft.models.layers import lora
 from tests.conftest import REPO
 from tests.test_lm_train_e2e import _chats, _config
@@ -36,14 +37,14 @@ def lora_classifier(tiny_bert_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("lora_cls"))
   config = _classify_config(tiny_bert_dir)
   results = runner.run(config, workdir, say=lambda s: None)
-  return config, results, os.path.join(workdir, config_lib.run_name(config))
+  return config, results, os.path.join(workdir, identity.run_name(config))
 
 
 def test_only_adapters_and_head_train(lora_classifier, tiny_bert_dir):
   from fjft.models import bert
   _, results, run_dir = lora_classifier
   _, pretrained = bert.from_hf(tiny_bert_dir)
-  run = infer.load_run(run_dir, merge=False)
+  run = opened.open_run(run_dir, merge=False)
   tuned = nnx.merge(run.graphdef, run.params)
   adapters = lora.adapters(tuned.encoder)
   assert len(adapters) == 4 * 2   # q/k/v, output, intermediate, output in each layer
@@ -66,10 +67,10 @@ def test_lora_run_predicts_and_exports_merged_and_peft(lora_classifier, tiny_ber
   peft = pytest.importorskip("peft")
   _, _, run_dir = lora_classifier
   texts = ["the card arrived broken", "how do I change my pin"]
-  run = infer.load_run(run_dir)   # merged on load
+  run = opened.open_run(run_dir)   # merged on load
   assert not lora.adapters(nnx.merge(run.graphdef, run.params))
-  ours = infer.logits_texts(run, texts)
-  probs = infer.predict_texts(run, texts)
+  ours = use.logits_texts(run, texts)
+  probs = use.predict_texts(run, texts)
   np.testing.assert_allclose(probs, jax.nn.softmax(ours, -1), atol=1e-5)
   for fmt in ("hf", "peft"):
     r = subprocess.run([sys.executable, "-m", "fjft.export", f"--run={run_dir}",
@@ -96,7 +97,7 @@ def test_lora_run_predicts_and_exports_merged_and_peft(lora_classifier, tiny_ber
 def test_full_run_has_no_adapter_to_export(tiny_bert_dir, tmp_path):
   config = _classify_config(tiny_bert_dir, **{"peft.method": "", "train.steps": "3"})
   runner.run(config, str(tmp_path), say=lambda s: None)
-  run_dir = os.path.join(str(tmp_path), config_lib.run_name(config))
+  run_dir = os.path.join(str(tmp_path), identity.run_name(config))
   r = subprocess.run([sys.executable, "-m", "fjft.export", f"--run={run_dir}",
                       f"--out={tmp_path / 'x'}", "--format=peft"],
                      capture_output=True, text=True, cwd=REPO)
@@ -108,10 +109,10 @@ def test_peft_settings_change_the_hash_only_when_on(tiny_bert_dir):
   full = _classify_config(tiny_bert_dir, **{"peft.method": ""})
   d = config_lib.to_dict(full)
   del d["peft"]
-  assert config_lib.config_hash(full) == config_lib.config_hash(d)   # runs made before peft
+  assert identity.config_hash(full) == identity.config_hash(d)   # runs made before peft
   changed = _classify_config(tiny_bert_dir, **{"peft.method": "", "peft.rank": "16"})
-  assert config_lib.config_hash(changed) == config_lib.config_hash(full)
-  assert config_lib.config_hash(_classify_config(tiny_bert_dir)) != config_lib.config_hash(full)
+  assert identity.config_hash(changed) == identity.config_hash(full)
+  assert identity.config_hash(_classify_config(tiny_bert_dir)) != identity.config_hash(full)
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,7 @@ def lora_lm(tiny_llama_dir, tmp_path_factory):
   c = _config(tiny_llama_dir, data, **{"peft.method": "lora", "peft.rank": "4",
                                        "peft.dropout": "0.1", "optim.lr": "1e-2",
                                        "train.steps": "30", "train.eval_every": "15"})
-  return lm_runner.run(c, str(tmp / "runs"), say=lambda *_: None), data
+  return runner.run(c, str(tmp / "runs"), say=lambda *_: None), data
 
 
 def test_lora_lm_run_learns_generates_and_round_trips_through_peft(lora_lm, tiny_llama_dir,
@@ -130,7 +131,8 @@ def test_lora_lm_run_learns_generates_and_round_trips_through_peft(lora_lm, tiny
   torch = pytest.importorskip("torch")
   transformers = pytest.importorskip("transformers")
   peft = pytest.importorskip("peft")
-  from fjft.models.pretrained import load_lm, load_run
+  from fjft.models.pretrained import load_lm
+  from fjft.run.opened import open_run as load_run
   results, data = lora_lm
   run = results["run_dir"]
   # a random 32-wide model learns little through rank-4 adapters, but it does learn
@@ -180,12 +182,12 @@ def test_lora_on_an_int8_base_trains_and_continues_from_a_peft_adapter(lora_lm, 
                                        "peft.quantize": "int8", "peft.init_from": str(adapter),
                                        "optim.lr": "1e-2", "train.steps": "4",
                                        "train.eval_every": "2"})
-  again = lm_runner.run(c, str(tmp_path / "runs"), say=lambda *_: None)
+  again = runner.run(c, str(tmp_path / "runs"), say=lambda *_: None)
   # it starts where the first run ended (up to int8's error), not from the pretrained model:
   # its "baseline" is the model it starts from
   assert abs(again["baseline"]["dev"]["loss"] - results["dev"]["loss"]) < 0.05
   assert again["baseline"]["dev"]["loss"] < results["baseline"]["dev"]["loss"] - 0.3
-  from fjft.models.pretrained import load_run
+  from fjft.run.opened import open_run as load_run
   info = json.loads(open(os.path.join(again["run_dir"], "model.json")).read())
   assert info["peft_structure"]["quantize"] == "int8"
   lm = load_run(again["run_dir"], merge=False)
@@ -200,16 +202,15 @@ def test_lora_search_run_embeds_merged_and_exports_a_feature_extraction_adapter(
   transformers = pytest.importorskip("transformers")
   peft = pytest.importorskip("peft")
   from fjft.tasks.retrieval import embedding
-  from fjft.tasks.retrieval import task as retrieval_runner
   from tests.test_retrieval_e2e import tiny_config, write_beir
   c = tiny_config(tiny_bert_dir, write_beir(str(tmp_path / "beir")))
   for k, v in (("peft.method", "lora"), ("peft.rank", "4"), ("optim.lr", "1e-2")):
     config_lib.set_field(c, k, v)
-  results = retrieval_runner.run(c, str(tmp_path / "runs"), say=lambda s: None)
+  results = runner.run(c, str(tmp_path / "runs"), say=lambda s: None)
   assert results["params"]["trainable"] < 0.05 * results["params"]["total"]
   run_dir = results["run_dir"]
   texts = ["what is known about jet noise", "a study of blade stall"]
-  run = embedding.load(run_dir)
+  run = opened.open_run(run_dir)
   ours = embedding.embed_texts(run, texts)
   r = subprocess.run([sys.executable, "-m", "fjft.export", f"--run={run_dir}",
                       f"--out={tmp_path / 'adapter'}", "--format=peft"],

@@ -11,9 +11,10 @@ import pytest
 from flax import nnx
 
 from fjft.config import experiment as config_lib
-from fjft import export
-from fjft.run import opened as infer
-from fjft.tasks.classify import task as runner
+from fjft.config import identity
+from fjft.tasks.classify import use
+from fjft.run import opened
+from fjft.run import runner
 from fjft.errors import ConfigError, FjftError
 from fjft.models import bert
 from fjft.tasks.classify import model as classify
@@ -50,9 +51,9 @@ def test_default_pooling_leaves_run_names_unchanged():
   # Runs made before model.pooling existed keep their names (and so resume).
   config = config_lib.load_config(QUICKSTART)
   assert config.model.pooling == "pooler"
-  assert '"pooling"' not in config_lib.canonical_json(config, identity_only=True)
+  assert '"pooling"' not in identity.canonical_json(config, identity_only=True)
   mean = config_lib.load_config(QUICKSTART, [("model.pooling", "mean")])
-  assert config_lib.config_hash(mean) != config_lib.config_hash(config)
+  assert identity.config_hash(mean) != identity.config_hash(config)
 
 
 def test_mean_pooled_run_predicts_and_refuses_an_hf_export(tiny_bert_dir, tmp_path):
@@ -63,15 +64,15 @@ def test_mean_pooled_run_predicts_and_refuses_an_hf_export(tiny_bert_dir, tmp_pa
   assert "predict:" in said[-1] and "export:" not in said[-1]   # the summary offers no export
   assert json.load(open(os.path.join(run_dir, "model.json")))["pooling"] == "mean"
   # the restored model scores test as the run did: it pools the way it was trained
-  run = infer.load_run(run_dir)
+  run = opened.open_run(run_dir)
   rows = [json.loads(l) for l in open(os.path.join(REPO, "experiments/data/quickstart/test.jsonl"))]
-  probs = infer.predict_texts(run, [r["text"] for r in rows])
+  probs = use.predict_texts(run, [r["text"] for r in rows])
   labels = run.info["labels"]
   accuracy = np.mean([labels[i] == r["label"] for i, r in zip(probs.argmax(-1), rows)])
   assert accuracy == pytest.approx(results["test"]["accuracy"], abs=1e-9)
 
   with pytest.raises(FjftError, match="mean-pooled"):
-    export.export_hf(run_dir, str(tmp_path / "hf"))
+    opened.export(run_dir, "hf", str(tmp_path / "hf"))
   done = subprocess.run([sys.executable, "-m", "fjft.export", f"--run={run_dir}",
                          f"--out={tmp_path / 'hf'}"], cwd=REPO, capture_output=True, text=True)
   assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr

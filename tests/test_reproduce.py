@@ -10,8 +10,9 @@ import sys
 import pytest
 
 from fjft.config import experiment as config_lib
-from fjft import reproduce
-from fjft.tasks.classify import task as runner
+from fjft.config import identity
+from fjft.run import reproduce
+from fjft.run import runner
 from fjft.errors import FjftError
 from tests.conftest import REPO
 
@@ -35,7 +36,7 @@ def original(tiny_bert_dir, tmp_path_factory):
 def test_reproduces_bit_identically_by_hash(original):
   config, workdir, _ = original
   lines = []
-  h = config_lib.config_hash(config)
+  h = identity.config_hash(config)
   assert reproduce.reproduce(h[:12], str(workdir), say=lines.append)
   out = "\n".join(lines)
   # Only the git lines may differ (this checkout may have uncommitted changes).
@@ -45,16 +46,16 @@ def test_reproduces_bit_identically_by_hash(original):
   diffs = [l for l in listed if not l.startswith("  git")]
   assert not diffs, diffs
   assert "MATCH (bit-identical" in out
-  repro_dir = os.path.join(workdir, "reproductions", config_lib.run_name(config))
+  repro_dir = os.path.join(workdir, "reproductions", identity.run_name(config))
   report = json.load(open(os.path.join(repro_dir, "reproduce.json")))
   assert report["match"] and report["exact_expected"] and report["max_param_rel_l2"] == 0.0
   # the full hash finds the original, never the reproduction beside it
-  assert reproduce.find_run(h, str(workdir)) == str(workdir / config_lib.run_name(config))
+  assert reproduce.find_run(h, str(workdir)) == str(workdir / identity.run_name(config))
 
 
 def test_changed_data_is_listed_and_mismatches(original):
   config, workdir, data = original
-  run_dir = str(workdir / config_lib.run_name(config))
+  run_dir = str(workdir / identity.run_name(config))
   train = data / "train.jsonl"
   saved = train.read_text()
   rows = saved.splitlines()

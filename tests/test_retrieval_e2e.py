@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from fjft.config import experiment as config_lib
+from fjft.config import identity
 from fjft.tasks.retrieval import embedding
-from fjft.tasks.retrieval import task as retrieval_runner
+from fjft.run import opened, runner
 from fjft.tasks.retrieval.pairs import PairBatches
 from fjft.tasks.retrieval.config import default_config as retrieval_config
 from tests.conftest import REPO, minilm_dir
@@ -66,13 +67,13 @@ def search_run(tiny_bert_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("runs"))
   config = tiny_config(tiny_bert_dir, data_dir)
   said = []
-  results = retrieval_runner.run(config, workdir, say=said.append)
+  results = runner.run(config, workdir, say=said.append)
   return config, workdir, results, "\n".join(said), data_dir
 
 
 def test_results_have_every_comparison(search_run):
   config, workdir, results, said, _ = search_run
-  run_dir = os.path.join(workdir, config_lib.run_name(config))
+  run_dir = os.path.join(workdir, identity.run_name(config))
   metrics = {"ndcg@10", "mrr@10", "recall@100", "map"}
   assert set(results["dev"]) == metrics and set(results["test"]) == metrics
   for name in ("baseline", "zero_shot", "hybrid"):
@@ -86,7 +87,7 @@ def test_results_have_every_comparison(search_run):
   info = json.load(open(os.path.join(run_dir, "model.json")))
   assert info["task"] == "retrieval" and info["pooling"] == "mean" and info["normalize"]
   again = []
-  retrieval_runner.run(config, workdir, say=again.append)
+  runner.run(config, workdir, say=again.append)
   assert "already finished" in again[0]
 
 
@@ -125,7 +126,7 @@ def _cli(*args):
 
 def test_embed_and_search_clis(search_run, tmp_path):
   config, workdir, _, _, _ = search_run
-  run_dir = os.path.join(workdir, config_lib.run_name(config))
+  run_dir = os.path.join(workdir, identity.run_name(config))
   corpus = tmp_path / "corpus.csv"
   corpus.write_text("id,text\n" + "".join(f"doc{i},notes on {t}\n" for i, t in enumerate(TOPICS))
                     + "empty,\n")
@@ -134,7 +135,7 @@ def test_embed_and_search_clis(search_run, tmp_path):
   vectors = np.load(out)
   assert vectors.shape == (11, 32)
   np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
-  run = embedding.load(run_dir)
+  run = opened.open_run(run_dir)
   texts = [f"notes on {t}" for t in TOPICS] + [""]
   np.testing.assert_allclose(vectors, embedding.embed_texts(run, texts), atol=1e-5)
 
@@ -156,7 +157,7 @@ def test_embed_and_search_clis(search_run, tmp_path):
 
 def test_wrong_tool_for_the_run_is_a_clear_error(search_run, tmp_path):
   config, workdir, _, _, _ = search_run
-  run_dir = os.path.join(workdir, config_lib.run_name(config))
+  run_dir = os.path.join(workdir, identity.run_name(config))
   f = tmp_path / "in.jsonl"
   f.write_text('{"text": "hello"}\n')
   out = subprocess.run([sys.executable, "-m", "fjft.predict", f"--run={run_dir}",
@@ -169,14 +170,15 @@ def test_wrong_tool_for_the_run_is_a_clear_error(search_run, tmp_path):
 
 def test_sentence_transformers_export_parity(search_run, tmp_path):
   st = pytest.importorskip("sentence_transformers")
-  from fjft.export import export_sentence_transformers
+  from fjft.run import opened
   config, workdir, _, _, _ = search_run
-  run_dir = os.path.join(workdir, config_lib.run_name(config))
-  out = export_sentence_transformers(run_dir, str(tmp_path / "st"))
+  run_dir = os.path.join(workdir, identity.run_name(config))
+  out = str(tmp_path / "st")
+  opened.export(run_dir, "hf", out)
   model = st.SentenceTransformer(out, device="cpu")
   texts = ["wing flutter at high speed", "a study of jet noise in experiments", "x"]
   theirs = model.encode(texts, convert_to_numpy=True)
-  ours = embedding.embed_texts(embedding.load(run_dir), texts)
+  ours = embedding.embed_texts(opened.open_run(run_dir), texts)
   np.testing.assert_allclose(ours, theirs, atol=1e-4)
 
 

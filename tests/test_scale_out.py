@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from fjft.config import experiment as config_lib
+from fjft.config import identity
 from fjft.parallel import distributed
-from fjft.run import opened as infer
+from fjft.run import opened
 from fjft.errors import ConfigError
 from tests.conftest import REPO, cli_args, overrides, QUICKSTART
 
@@ -51,7 +52,7 @@ def test_eight_device_meshes_give_the_one_device_loss_curve(eight_devices, model
 
 def test_the_memory_plan_matches_what_the_devices_hold(eight_devices, tiny_bert_dir):
   """fjft.plan computes from shapes what the 8-device runs measured on their arrays."""
-  from fjft import plan
+  from fjft.parallel import plan
   config = config_lib.load_config(QUICKSTART, [("model.name", tiny_bert_dir)])
   params, only = plan.model_params(config)
   measured = eight_devices["encoder"]
@@ -85,7 +86,7 @@ def test_two_processes_train_stop_resume_and_match_one_process(finished_run, tin
   cmd = cli_args(tiny_bert_dir, str(tmp_path), main=("bash", "launch/multihost_local.sh"))
   env = dict(os.environ, NUM_PROCESSES="2", PYTHON=sys.executable, PYTHONPATH=REPO,
              PYTHONUNBUFFERED="1")
-  run_dir = os.path.join(str(tmp_path), config_lib.run_name(config))
+  run_dir = os.path.join(str(tmp_path), identity.run_name(config))
   last = os.path.join(run_dir, "checkpoints", "last")
   proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
@@ -115,8 +116,8 @@ def test_two_processes_train_stop_resume_and_match_one_process(finished_run, tin
   env_json = json.load(open(os.path.join(run_dir, "env.json")))
   assert env_json["devices"]["processes"] == 2
   # the 2-process run's best checkpoint loads on this one-device process
-  one = infer.load_run(os.path.join(workdir, config_lib.run_name(config)))
-  two = infer.load_run(run_dir)
+  one = opened.open_run(os.path.join(workdir, identity.run_name(config)))
+  two = opened.open_run(run_dir)
   for a, b in zip(jax_leaves(one.params), jax_leaves(two.params)):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
 
@@ -159,7 +160,7 @@ def test_the_mesh_is_layout_not_identity():
   """Changing the mesh keeps the run's name, so the run resumes on the new mesh."""
   a = config_lib.load_config(QUICKSTART, [])
   b = config_lib.load_config(QUICKSTART, [("mesh.data", "1"), ("mesh.fsdp", "-1")])
-  assert config_lib.run_name(a) == config_lib.run_name(b)
+  assert identity.run_name(a) == identity.run_name(b)
 
 
 def test_mesh_axes_that_do_not_divide_a_dimension_replicate_it():

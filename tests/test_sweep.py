@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from fjft.config import experiment as config_lib
+from fjft.config import identity
 from fjft.sweeps import grid as sweeps
 from fjft.errors import ConfigError
 from tests.conftest import REPO
@@ -46,7 +47,7 @@ def test_quickstart_sweep_plan_hashes_match_the_runs_own():
     # the hash the run computes from its own command line
     argv = sweeps.train_command(plan.spec, run)
     overrides = [tuple(a[len("--config."):].split("=", 1)) for a in argv if a.startswith("--config.")]
-    assert config_lib.run_name(config_lib.load_config(QUICKSTART, overrides)) == run.run_name
+    assert identity.run_name(config_lib.load_config(QUICKSTART, overrides)) == run.run_name
     assert run.workdir == os.path.join("/tmp/nowhere", "quickstart-sweep", run.label)
 
 

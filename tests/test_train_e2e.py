@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,9 @@ import orbax.checkpoint as ocp
 import pytest
 
 from fjft.config import experiment as config_lib
-from fjft.tasks.classify import task as runner
+from fjft.config import identity
+from fjft.run import runner
+from fjft.tasks.classify import use
 from tests.conftest import QUICKSTART, REPO, cli_args
 
 
@@ -27,10 +30,10 @@ def _last_state(run_dir):
 
 def test_run_dir_and_results(finished_run):
   config, workdir, results, _ = finished_run
-  run_dir = os.path.join(workdir, config_lib.run_name(config))
+  run_dir = os.path.join(workdir, identity.run_name(config))
   for name in ("config.json", "env.json", "results.json", "data_report.json", "model.json", "tb"):
     assert os.path.exists(os.path.join(run_dir, name)), name
-  assert results["config_hash"] == config_lib.config_hash(config)
+  assert results["config_hash"] == identity.config_hash(config)
   assert results["step"] == 12 and results["best_step"] in (4, 8, 12)
   for split in ("dev", "test"):
     assert set(results[split]) == {"accuracy", "macro_f1"}
@@ -51,32 +54,79 @@ def test_compiles_a_handful_of_times(finished_run):
   assert 1 <= len(compiles) <= 2 * 2, compiles
 
 
+def _checkpoint_steps(last):
+  """The finished checkpoints under checkpoints/last (orbax writes `<step>.orbax-checkpoint-tmp`
+  first and renames it when complete)."""
+  return sorted(int(s) for s in os.listdir(last) if s.isdigit()) if os.path.isdir(last) else []
+
+
+def _pause_at(proc, last, step, rng, timeout=120):
+  """SIGSTOPs `proc` shortly after its checkpoint at `step` (or later) is complete: a random
+  point within the next step or save. Returns the checkpoint steps at the pause."""
+  deadline = time.time() + timeout
+  while time.time() < deadline and proc.poll() is None:
+    if any(s >= step for s in _checkpoint_steps(last)):
+      break
+    time.sleep(0.005)
+  assert proc.poll() is None, f"the run ended (status {proc.returncode}) before step {step}"
+  assert any(s >= step for s in _checkpoint_steps(last)), f"no checkpoint at step {step} in time"
+  time.sleep(rng.uniform(0.0, 0.03))
+  proc.send_signal(signal.SIGSTOP)
+  return _checkpoint_steps(last)
+
+
+@pytest.mark.slow
 def test_killed_twice_then_resumed_is_bit_identical(finished_run, tiny_bert_dir, tmp_path):
+  """SIGTERM (saves, exits 130), then SIGKILL of the resumed run (at a random point, maybe
+  mid-save), both asserted to have landed before the 12 steps were done; then the same
+  command finishes the run with the uninterrupted run's results and params, bit for bit."""
   config, workdir, results, _ = finished_run
+  total = results["step"]
   cmd = cli_args(tiny_bert_dir, str(tmp_path))
   env = dict(os.environ, PYTHONUNBUFFERED="1")
   rng = random.Random(1234)
-  run_dir = os.path.join(str(tmp_path), config_lib.run_name(config))
-  for sig in (signal.SIGTERM, signal.SIGKILL):
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    # wait for training to have started (a checkpoint exists), then stop at a random point
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-      last = os.path.join(run_dir, "checkpoints", "last")
-      if os.path.isdir(last) and any(s.isdigit() for s in os.listdir(last)):
-        break
-      time.sleep(0.05)
-    time.sleep(rng.uniform(0.0, 1.5))
-    proc.send_signal(sig)
-    out = proc.communicate(timeout=120)[0].decode()
-    if sig == signal.SIGTERM and proc.returncode == 130:
-      assert "saved a checkpoint" in out
+  run_dir = os.path.join(str(tmp_path), identity.run_name(config))
+  last = os.path.join(run_dir, "checkpoints", "last")
+  results_file = os.path.join(run_dir, "results.json")
+
+  # 1. SIGTERM after the first checkpoint: the loop saves after its current step and exits 130
+  # (the checkpoint is finished in the background, so the loop may be a step or two ahead)
+  proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  at_pause = _pause_at(proc, last, 2, rng)
+  assert max(at_pause) < total and not os.path.exists(results_file), at_pause
+  proc.send_signal(signal.SIGTERM)
+  proc.send_signal(signal.SIGCONT)
+  out = proc.communicate(timeout=120)[0].decode()
+  assert proc.returncode == 130, out[-3000:]
+  saved = re.findall(r"SIGTERM: saved a checkpoint at step (\d+)", out)
+  assert len(saved) == 1, out[-3000:]
+  term_step = int(saved[0])
+  assert max(at_pause) <= term_step < total
+  assert max(_checkpoint_steps(last)) == term_step
+  assert not os.path.exists(results_file)
+
+  # 2. the same command resumes from there; SIGKILL it (no chance to save) at a later checkpoint
+  proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  # a target 4 steps short of the end, so the pause cannot come after the last checkpoint
+  assert term_step + 1 <= total - 4, f"SIGTERM landed at step {term_step}: too late to kill again"
+  at_pause = _pause_at(proc, last, rng.randint(term_step + 1, total - 4), rng)
+  assert max(at_pause) < total and not os.path.exists(results_file), at_pause
+  proc.send_signal(signal.SIGKILL)   # kills a stopped process too
+  out = proc.communicate(timeout=120)[0].decode()
+  assert proc.returncode == -signal.SIGKILL, out[-3000:]
+  assert f"resuming from the checkpoint at step {term_step}" in out, out[-3000:]
+  killed_at = max(_checkpoint_steps(last))
+  assert term_step < killed_at < total
+  assert not os.path.exists(results_file)
+
+  # 3. only now: resume to the end and compare with the run that was never stopped
   done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stdout + done.stderr
-  resumed = json.load(open(os.path.join(run_dir, "results.json")))
+  assert f"resuming from the checkpoint at step {killed_at}" in done.stdout, done.stdout[-3000:]
+  resumed = json.load(open(results_file))
   for key in ("step", "best_step", "dev", "test", "history"):
     assert resumed[key] == results[key], key
-  step_a, a = _last_state(os.path.join(workdir, config_lib.run_name(config)))
+  step_a, a = _last_state(os.path.join(workdir, identity.run_name(config)))
   step_b, b = _last_state(run_dir)
   assert step_a == step_b == 12
   import jax
@@ -88,7 +138,7 @@ def test_predict_and_export(finished_run, tmp_path):
   transformers = pytest.importorskip("transformers")
   torch = pytest.importorskip("torch")
   config, workdir, _, _ = finished_run
-  run_dir = os.path.join(workdir, config_lib.run_name(config))
+  run_dir = os.path.join(workdir, identity.run_name(config))
   texts = ["where is my parcel, it has been two weeks", "please cancel order 5512",
            "I was charged twice"]
   inp = tmp_path / "in.jsonl"
@@ -103,12 +153,12 @@ def test_predict_and_export(finished_run, tmp_path):
     assert r["label"] in labels and abs(sum(r["probs"].values()) - 1) < 1e-4
     assert r["label"] == max(r["probs"], key=r["probs"].get)
 
-  from fjft import export
-  from fjft.run import opened as infer
-  hf_dir = export.export_hf(run_dir, str(tmp_path / "hf"))
+  from fjft.run import opened
+  hf_dir = str(tmp_path / "hf")
+  opened.export(run_dir, "hf", hf_dir)
   model = transformers.AutoModelForSequenceClassification.from_pretrained(hf_dir).eval()
   tok = transformers.AutoTokenizer.from_pretrained(hf_dir)
-  ours = infer.logits_texts(infer.load_run(run_dir), texts)
+  ours = use.logits_texts(opened.open_run(run_dir), texts)
   with torch.no_grad():
     theirs = np.stack([model(**tok(t, return_tensors="pt")).logits[0].numpy() for t in texts])
   np.testing.assert_allclose(ours, theirs, atol=1e-4)
@@ -117,7 +167,7 @@ def test_predict_and_export(finished_run, tmp_path):
 
 def test_predict_scores_gold_labels_through_a_label_map(finished_run, tmp_path):
   config, workdir, _, _ = finished_run
-  run_dir = os.path.join(workdir, config_lib.run_name(config))
+  run_dir = os.path.join(workdir, identity.run_name(config))
   labels = json.load(open(os.path.join(run_dir, "model.json")))["labels"]
   rows = [json.loads(l) for l in open(os.path.join(REPO, "experiments/data/quickstart/test.jsonl"))]
   rows = rows[:40]

@@ -1,115 +1,107 @@
-"""Use a finished (or running) run directory: load its best model and predict."""
+"""Open a finished (or running) run directory through its task: the best checkpoint's
+model, ready to predict, generate, embed, search or export.
+
+model.json says which task wrote the run and which model family it fine-tuned; the task
+(fjft.tasks.get) rebuilds the model's shapes and restores the best params into them.
+Run directories written before model.json recorded both still open: `read_info` reads the
+older layout.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-from fjft.models import adapters
+from fjft import tasks
+from fjft.errors import CheckpointError, FjftError
+from fjft.models.layers import lora
+from fjft.models.tokenizer import Tokenizer
 from fjft.run import rundir
 from fjft.training.checkpoint import abstract_like, restore_best_params
-from fjft.data import batches as batches_lib
-from fjft.data.clean import normalize_text
-from fjft.errors import FjftError
-from fjft.models import registry
-from fjft.models.layers import lora
-from fjft.tasks.classify.task import make_apply_fn, per_example_outputs
-from fjft.training.step import make_eval_step
-from fjft.tasks.classify import model as classify
-from fjft.tasks.retrieval import model as retrieval
-from fjft.models.tokenizer import Tokenizer
 
 
 @dataclasses.dataclass
 class LoadedRun:
+  """An encoder run's best model (a decoder run opens as a fjft.models.pretrained.LM)."""
   run_dir: str
-  config: dict
-  info: dict            # model.json: family, hf_config, labels, max_length, buckets
+  task: str
+  config: dict          # config.json
+  info: dict            # model.json (read_info)
   tokenizer: Tokenizer
-  graphdef: object
-  params: object
+  graphdef: Any
+  params: Any
   best_step: int
+  # jitted functions of this run (fjft.tasks.<task>.use), built on first use and kept
+  compiled: dict = dataclasses.field(default_factory=dict)
 
 
-def skeleton(info: dict) -> nnx.Module:
-  """The run's model with the right shapes, without reading pretrained weights."""
-  family = registry.FAMILIES[info["family"]]
-  cfg = family.Config.from_hf(info["hf_config"])
-  encoder = family.Model(cfg, rngs=nnx.Rngs(0))
-  adapters.apply(encoder, info.get("peft_structure"))
-  if info.get("task") == "retrieval":
-    return retrieval.Embedder(encoder, info["pooling"], info["normalize"])
-  return classify.Classifier(encoder, cfg.hidden_size, len(info["labels"]), 0.0, rngs=nnx.Rngs(0),
-                             pooling=info.get("pooling", "pooler"))
+def read_info(run_dir: str) -> dict:
+  """A run's model.json, with `task` and `family` (an HF model_type) always set.
 
-
-def task_of(run_dir: str) -> str | None:
-  """"classify", "lm" or "retrieval" for a run directory; None if it has no model.json."""
-  info_path = os.path.join(run_dir, "model.json")
-  if not os.path.isfile(info_path):
-    return None
-  return rundir.read_json(info_path).get("task", "classify")
-
-
-def is_lm_run(run_dir: str) -> bool:
-  """Whether `run_dir` holds a fine-tuned decoder (fjft.lm_runner)."""
-  return task_of(run_dir) == "lm"
-
-
-# What to run on each kind of run directory, for the error when the wrong tool is used.
-TOOLS = {"classify": "python -m fjft.predict", "lm": "python -m fjft.generate",
-         "retrieval": "python -m fjft.embed or python -m fjft.search"}
-
-
-def load_run(run_dir: str, task: str = "classify", *, merge: bool = True) -> LoadedRun:
-  """The best checkpoint of an encoder run of `task` ("classify" or "retrieval"). A LoRA
-  run's adapters (and quantised base) are merged into plain float32 kernels unless
-  `merge` is False (to export the adapters)."""
+  Older run dirs lack `task` when they are classification runs, and decoder runs named the
+  family by a Python module path ("fjft.models.llama"): the model_type is in hf_config.
+  """
   if not os.path.isdir(run_dir):
     raise FjftError(f"--run: {run_dir} is not a run directory")
-  info_path = os.path.join(run_dir, "model.json")
-  if not os.path.isfile(info_path):
-    raise FjftError(f"--run: {run_dir} has no model.json: is it an fjft run directory?")
-  info = rundir.read_json(info_path)
-  found = info.get("task", "classify")
-  if found != task:
-    raise FjftError(f"--run: {run_dir} is a {found} run, not a {task} run; use {TOOLS[found]}")
+  path = os.path.join(run_dir, "model.json")
+  if not os.path.isfile(path):
+    raise CheckpointError(f"--run: {run_dir} has no model.json: is it an fjft run directory?")
+  info = rundir.read_json(path)
+  info.setdefault("task", tasks.UNNAMED_RUN_TASK)
+  if "." in info.get("family", "") or "family" not in info:
+    info["family"] = info.get("hf_config", {}).get("model_type")
+  return info
+
+
+def open_run(run_dir: str, use: str | None = None, *, merge: bool = True):
+  """The best model of `run_dir`, opened by its task; with `use` ("predict", "generate",
+  "embed", "search"), an error that names the right command when the run's task does not
+  offer it. A LoRA run's adapters are merged into plain kernels unless `merge` is False."""
+  info = read_info(run_dir)
+  task = tasks.get(info["task"])
+  check_use(task, run_dir, use)
   config = rundir.read_json(os.path.join(run_dir, "config.json"))
-  abstract = nnx.eval_shape(lambda: skeleton(info))
-  graphdef, abstract_params = nnx.split(abstract)
-  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_params)
+  return task.open_run(run_dir, info, config, merge=merge)
+
+
+def check_use(task, run_dir: str, use: str | None) -> None:
+  if use is not None and use not in task.uses:
+    commands = sorted(set(task.uses.values()))
+    raise FjftError(f"--run: {run_dir} is a {task.name} run, which fjft.{use} does not open; "
+                    f"use {' or '.join(commands)}")
+
+
+def restore(run_dir: str, build: Callable[[], nnx.Module], structure: dict | None,
+            merge: bool) -> tuple[Any, Any, int]:
+  """(graphdef, best params, best step): `build` makes the run's model (its shapes: it is
+  run under nnx.eval_shape, so nothing is allocated before the restore)."""
+  graphdef, abstract = nnx.split(nnx.eval_shape(build))
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract)
   best_step, params = restore_best_params(run_dir, abstract_like(target))
-  if merge and info.get("peft_structure"):
+  if merge and structure:
     graphdef, params = nnx.split(lora.merge(nnx.merge(graphdef, params)))
-  return LoadedRun(run_dir=run_dir, config=config, info=info,
+  return graphdef, params, int(best_step)
+
+
+def open_encoder_run(run_dir: str, info: dict, config: dict, build: Callable[[], nnx.Module],
+                     *, merge: bool) -> LoadedRun:
+  """An encoder task's run: `build` makes its model (encoder and head) from model.json."""
+  graphdef, params, best_step = restore(run_dir, build, info.get("peft_structure"), merge)
+  return LoadedRun(run_dir=run_dir, task=info["task"], config=config, info=info,
                    tokenizer=Tokenizer.from_dir(os.path.join(run_dir, "tokenizer")),
                    graphdef=graphdef, params=params, best_step=best_step)
 
 
-def predict_texts(run: LoadedRun, texts: list[str], batch_size: int = 64) -> np.ndarray:
-  """Class probabilities [len(texts), num_labels], texts cleaned as in training."""
-  lowercase = run.config.get("data", {}).get("lowercase", False)
-  cleaned = [normalize_text(t, lowercase=lowercase) for t in texts]
-  enc = batches_lib.encode(cleaned, np.zeros(len(cleaned), np.int32), run.tokenizer,
-                           run.info["max_length"])
-  eval_step = jax.jit(make_eval_step(make_apply_fn(run.graphdef, run.info["compute_dtype"]),
-                                     classify.predict_fn))
-  return per_example_outputs(eval_step, run.params, enc, batch_size, run.info["buckets"],
-                       run.tokenizer.pad_id)
-
-
-def logits_texts(run: LoadedRun, texts: list[str]) -> np.ndarray:
-  """Raw logits of the best model, one row per text (used by export parity checks)."""
-  enc = batches_lib.encode(texts, np.zeros(len(texts), np.int32), run.tokenizer,
-                           run.info["max_length"])
-  model = nnx.merge(run.graphdef, run.params)
-  rows = []
-  for ids in enc.ids:
-    ids = jnp.asarray(ids)[None]
-    rows.append(np.asarray(model(ids, jnp.ones_like(ids))[0]))
-  return np.stack(rows)
+def export(run_dir: str, fmt: str, out_dir: str) -> str:
+  """Writes the run's best model in `fmt` (one of its task's exports); returns what to do
+  with the result, as a line to print."""
+  info = read_info(run_dir)
+  task = tasks.get(info["task"])
+  exports = task.exports()
+  if fmt not in exports:
+    raise FjftError(f"--format={fmt}: a {task.name} run exports as {', '.join(exports)}")
+  return exports[fmt](run_dir, out_dir)

@@ -13,6 +13,7 @@ import sys
 import jax
 
 from fjft.config import experiment as config_lib
+from fjft.config import identity
 from fjft.errors import FjftError
 
 PACKAGES = ("fjft", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "tokenizers",
@@ -23,7 +24,7 @@ DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
 
 
 def run_dir_for(config, workdir: str) -> str:
-  return os.path.join(workdir, config_lib.run_name(config))
+  return os.path.join(workdir, identity.run_name(config))
 
 
 def write_json(path: str, obj) -> None:

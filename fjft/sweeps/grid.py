@@ -27,6 +27,7 @@ import sys
 from typing import Any, Iterable, Sequence
 
 from fjft.config import experiment as config_lib
+from fjft.config import identity
 from fjft.run import rundir
 from fjft.errors import ConfigError
 
@@ -160,7 +161,7 @@ def plan(spec: str, workdir: str, extra: Iterable[tuple[str, str]] = ()) -> Plan
   sweep_dir = os.path.join(workdir, f"{configs[0].name}-sweep")
   runs, seen = [], {}
   for i, (ov, cfg) in enumerate(builtins.zip(runs_text, configs)):
-    name = config_lib.run_name(cfg)
+    name = identity.run_name(cfg)
     if name in seen:
       raise ConfigError(f"sweep runs {seen[name]} and {i} have the same config ({name})")
     seen[name] = i

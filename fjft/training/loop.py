@@ -22,6 +22,14 @@ from fjft.errors import FjftError
 LOWER_IS_BETTER = ("loss", "perplexity")
 
 
+def improves(metric: str, value: float, best: float | None) -> bool:
+  """Whether a dev `value` of `metric` beats the best so far (None: nothing yet). Ties do
+  not: the best checkpoint is the first step that reached the best value."""
+  if best is None:
+    return True
+  return value < best if metric in LOWER_IS_BETTER else value > best
+
+
 @dataclasses.dataclass
 class LoopState:
   """What the loop must remember across a stop: saved as checkpoint meta."""
@@ -74,10 +82,14 @@ class LoopResult:
 
 
 def train_loop(*, state, train_step: Callable, batch_at: Callable[[int], dict],
-               data_position: Callable[[int], dict], evaluate: Callable[[object], dict],
+               data_position: Callable[[int], dict], evaluate: Callable[[object, int], dict],
                checkpoints, logger, train_cfg, lr_at: Callable[[int], float],
                loop_state: LoopState) -> LoopResult:
-  """Runs from state.step to train_cfg.steps (or early stop); returns the final state."""
+  """Runs from state.step to train_cfg.steps (or early stop); returns the final state.
+
+  evaluate(params, step) -> dev metrics: the step lets an evaluation be cached by the step it
+  scored, for the best checkpoint's final report.
+  """
   total = train_cfg.steps
   step = int(jax.device_get(state.step))
   start_step, pending, interrupted = step, None, None
@@ -104,7 +116,7 @@ def train_loop(*, state, train_step: Callable, batch_at: Callable[[int], dict],
 
       if step % train_cfg.eval_every == 0 or step == total:
         flush()
-        dev = evaluate(state.params)
+        dev = evaluate(state.params, step)
         _record_eval(loop_state, step, dev, train_cfg, logger)
         if loop_state.best_step == step:
           checkpoints.save_best(step, state.params)
@@ -164,8 +176,7 @@ def _record_eval(loop_state: LoopState, step: int, dev: dict, train_cfg, logger)
   value = float(dev[metric])
   loop_state.history.append(dict(step=step, **{k: float(v) for k, v in dev.items()}))
   logger.scalars(step, dev, "dev/")
-  improved = loop_state.best_metric is None or (
-      value < loop_state.best_metric if metric in LOWER_IS_BETTER else value > loop_state.best_metric)
+  improved = improves(metric, value, loop_state.best_metric)
   if improved:
     loop_state.best_metric, loop_state.best_step, loop_state.bad_evals = value, step, 0
   else:

@@ -1,76 +1,21 @@
-"""What every runner (classify, lm, retrieval) does the same way before its loop: open the
-run directory, make the mesh, and build or resume the train state with its optimizer."""
+"""The train state of a run: params placed on the mesh, the optimizer over the trainable
+params, resumed from the last checkpoint when there is one, and the jitted train step."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
-from typing import Any, Callable
+import math
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from fjft.config import experiment as config_lib
 from fjft.parallel import mesh as mesh_lib
-from fjft.parallel import distributed
 from fjft.training import optim
-from fjft.run import rundir
 from fjft.training.checkpoint import RunCheckpoints, abstract_like
-from fjft.errors import ConfigError
 from fjft.training.loop import LoopState
 from fjft.training.step import TrainState, init_opt_state, make_train_step
-
-
-def open_run(config, workdir: str, rerun: bool, say) -> tuple[str, dict | None, Any]:
-  """(run dir, its results if it already finished, mesh); the mesh is None when finished."""
-  check_attention_impl(config.model.attention_impl, config.model.compute_dtype)
-  run_dir, finished = start_run(config, workdir, rerun, say)
-  if finished is not None:
-    return run_dir, finished, None
-  mesh = mesh_lib.make_mesh(config.mesh)
-  check_batch_sizes(config, mesh)
-  say(f"run {run_dir}\nmesh {mesh_lib.describe(mesh)}")
-  return run_dir, None, mesh
-
-
-def check_batch_sizes(config, mesh) -> None:
-  """Every batch is split over the mesh axes of the `batch` sharding rule: its rows must
-  divide by their size."""
-  ways = mesh_lib.batch_shards(mesh, config.sharding_rules)
-  for field in ("train.batch_size", "train.eval_batch_size"):
-    size = config_lib.get_field(config, field)
-    if size % ways:
-      raise ConfigError(f"config field {field}={size} does not divide into the {ways} batch "
-                        f"shards of the mesh ({mesh_lib.describe(mesh)}, sharding_rules.batch="
-                        f"{config.sharding_rules.batch!r})")
-
-
-def start_run(config, workdir: str, rerun: bool, say) -> tuple[str, dict | None]:
-  """(run dir, its results if it already finished): a finished run is reported, not
-  retrained, unless `rerun`; otherwise the dir is made (or kept, to resume)."""
-  run_dir = rundir.run_dir_for(config, workdir)
-  if rundir.is_finished(run_dir) and not rerun:
-    say(f"run {run_dir} already finished (results.json); pass --rerun to train it again")
-    return run_dir, rundir.read_json(rundir.results_path(run_dir))
-  if rerun and os.path.isdir(run_dir) and distributed.is_main():
-    shutil.rmtree(run_dir)
-  run_dir = rundir.prepare(config, workdir)
-  distributed.barrier("run directory ready")  # the other hosts write into it next
-  return run_dir, None
-
-
-def check_attention_impl(impl: str, compute_dtype: str) -> None:
-  """cuDNN's fused attention exists on GPUs only, and only for 16-bit inputs."""
-  if impl != "cudnn":
-    return
-  if jax.default_backend() != "gpu":
-    raise ConfigError(f"model.attention_impl='cudnn' needs a GPU, and this run's devices are"
-                      f" {jax.default_backend()!r}: set model.attention_impl='' (XLA attention)")
-  if jnp.dtype(compute_dtype).itemsize != 2:
-    raise ConfigError(f"model.attention_impl='cudnn' needs a 16-bit model.compute_dtype"
-                      f" (bfloat16 or float16), not {compute_dtype!r}")
 
 
 @dataclasses.dataclass
@@ -100,6 +45,9 @@ def prepare_training(config, params, run_dir: str, apply_fn: Callable, loss_fn: 
 
   `params` are placed on `mesh` (place_params); the optimizer state is laid out like the
   params it tracks (split over fsdp with them), and the step keeps every layout in place.
+  A resumed state is restored straight into that layout: no fresh state is built beside it,
+  so after this the caller should drop its own reference to `params` (they are only read
+  for their shapes and shardings then).
   """
   trainable = optim.trainable_mask(params, config.optim.get("freeze", ""), only)
   trained = optim.split_trainable(params, trainable)[0]
@@ -108,28 +56,34 @@ def prepare_training(config, params, run_dir: str, apply_fn: Callable, loss_fn: 
   opt_shardings = optim.like_params(jax.eval_shape(optimizer.init, trained), trained,
                                     jax.tree.map(lambda x: x.sharding, trained),
                                     lambda _: everywhere)
-  state = TrainState(step=jax.device_put(jnp.zeros((), jnp.int32), everywhere), params=params,
-                     opt_state=init_opt_state(optimizer, params, trainable, opt_shardings))
-  state_shardings = jax.tree.map(lambda x: x.sharding, state)
+  abstract = TrainState(
+      step=jax.ShapeDtypeStruct((), jnp.int32, sharding=everywhere),
+      params=abstract_like(params),
+      opt_state=jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                             jax.eval_shape(optimizer.init, trained), opt_shardings))
+  state_shardings = jax.tree.map(lambda x: x.sharding, abstract)
   size = mesh_lib.format_bytes
-  say(f"per device: params {size(mesh_lib.bytes_per_device(state.params))}, optimizer state "
-      f"{size(mesh_lib.bytes_per_device(state.opt_state))} (of {size(_bytes(state.params))} "
-      f"and {size(_bytes(state.opt_state))} in all)")
+  say(f"per device: params {size(mesh_lib.bytes_per_device(abstract.params))}, optimizer "
+      f"state {size(mesh_lib.bytes_per_device(abstract.opt_state))} (of "
+      f"{size(_bytes(abstract.params))} and {size(_bytes(abstract.opt_state))} in all)")
   checkpoints = RunCheckpoints(run_dir, config.train.keep_checkpoints)
   loop_state = LoopState()
   latest = checkpoints.latest_step()
-  if latest is not None:
-    state, meta = checkpoints.restore(latest, abstract_like(state))
+  counts = {"trainable": optim.count(params, trainable), "total": optim.count(params)}
+  if latest is None:
+    state = TrainState(step=jax.device_put(jnp.zeros((), jnp.int32), everywhere), params=params,
+                       opt_state=init_opt_state(optimizer, params, trainable, opt_shardings))
+  else:
+    state, meta = checkpoints.restore(latest, abstract)
     loop_state = LoopState.from_meta(meta)
     say(f"resuming from the checkpoint at step {latest}")
   train_step = jax.jit(
       make_train_step(apply_fn, loss_fn, optimizer, config.train.grad_accum,
                       jax.random.key(config.seed), trainable),
       out_shardings=(state_shardings, everywhere), donate_argnums=0)
-  counts = {"trainable": optim.count(params, trainable), "total": optim.count(params)}
   return Training(state, train_step, loop_state, checkpoints,
                   optim.schedule(config.optim, config.train.steps), counts)
 
 
 def _bytes(tree) -> int:
-  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
+  return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(tree))

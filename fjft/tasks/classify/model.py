@@ -17,7 +17,7 @@ from flax import nnx
 
 from fjft.errors import ConfigError
 from fjft.models.layers import dropout as dropout_lib
-from fjft.tasks.retrieval.model import pool
+from fjft.models.pooling import pool
 
 # Parameters whose paths match this are new, not loaded from the pretrained checkpoint.
 HEAD_PATTERN = r"^classifier\."

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from fjft.errors import ConfigError
+from fjft.models.pooling import pool
 
 POOLING_MODES = ("mean", "cls")
 
@@ -57,22 +58,6 @@ def resolve_pooling(model_cfg, model_path: str) -> tuple[str, bool]:
   if model_cfg.normalize not in choices:
     raise ConfigError(f"model.normalize must be 'auto', 'yes' or 'no', got {model_cfg.normalize!r}")
   return mode, choices[model_cfg.normalize]
-
-
-def pool(hidden: jax.Array, mask: jax.Array, mode: str, normalize: bool) -> jax.Array:
-  """[B, T, H] hidden states -> [B, H] float32 sentence embeddings."""
-  hidden = hidden.astype(jnp.float32)
-  if mode == "cls":
-    out = hidden[:, 0]
-  else:
-    m = mask.astype(jnp.float32)[..., None]
-    out = (hidden * m).sum(1) / jnp.maximum(m.sum(1), 1e-9)
-  if normalize:
-    # sentence-transformers' Normalize: x / max(||x||, 1e-12). Written as the root of a
-    # clamped square so that a padding row (all zeros) has a zero gradient, not NaN.
-    sq = jnp.sum(out * out, axis=-1, keepdims=True)
-    out = out * jax.lax.rsqrt(jnp.maximum(sq, 1e-24))
-  return out
 
 
 class Embedder(nnx.Module):

@@ -1,0 +1,110 @@
+"""The task interface: what the one runner (fjft.run.runner) asks each task for.
+
+A Task is the stateless description of a kind of fine-tuning; `Task.start` makes the
+TaskRun of one run (its data, model and evaluation), which the runner drives the same way
+for every task: place the params, train with early stopping on dev, restore the best
+checkpoint, report against the task's baselines. Finished runs are opened again through
+`Task.open_run` (predict, generate, embed, search, export).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Protocol
+
+from fjft.parallel import mesh as mesh_lib
+from fjft.run import rundir
+
+
+@dataclasses.dataclass
+class RunContext:
+  """What the runner hands a task for one run."""
+  config: Any            # the run's locked ml_collections.ConfigDict
+  run_dir: str
+  mesh: Any              # jax.sharding.Mesh
+  say: Callable[[str], None]
+
+  def to_device(self, batch: dict) -> dict:
+    """A host batch as global arrays laid out on the mesh (each host sends its rows)."""
+    return mesh_lib.global_batch(batch, self.mesh, self.config.sharding_rules)
+
+  def write(self, name: str, obj) -> None:
+    rundir.write_json(os.path.join(self.run_dir, name), obj)
+
+  def cached(self, name: str, compute: Callable[[], dict]) -> dict:
+    """A result computed once per run dir (<run>/<name>): a resumed run reads it back."""
+    path = os.path.join(self.run_dir, name)
+    if os.path.isfile(path):
+      return rundir.read_json(path)
+    value = compute()
+    self.write(name, value)
+    return value
+
+
+class Batches(Protocol):
+  """Training batches: each step's batch a pure function of (seed, step)."""
+
+  def batch(self, step: int) -> dict: ...
+
+  def position(self, step: int) -> dict: ...
+
+
+class TaskRun(Protocol):
+  """One run of a task (made by Task.start)."""
+  model: Any            # nnx.Module: the pretrained body with the task's heads and adapters
+  family: str           # the pretrained model's HF model_type
+  info: dict            # model.json's task-specific fields (hf_config, labels, lengths ...)
+  report: dict          # the data report (fjft.data.report)
+  tokenizer: Any
+  trainable: str        # regex of the params a LoRA run trains ("" for all)
+
+  def apply_fn(self, graphdef) -> Callable:
+    """(params, batch, dropout_key) -> the model's output for loss_fn."""
+
+  def loss_fn(self, output, batch) -> tuple[Any, Any]:
+    """(summed loss, summed weight) of a batch."""
+
+  def batches(self) -> Batches: ...
+
+  def baselines(self, ctx: RunContext, params) -> dict[str, dict]:
+    """{name: {split: metrics}}: what fine-tuning is compared with (computed once a run)."""
+
+  def evaluate(self, params, split: str, step: int | None = None) -> dict:
+    """Metrics of `params` on `split`; the training loop passes the step it evaluates."""
+
+  def finish(self, ctx: RunContext, params, best_step: int) -> dict:
+    """{"dev": ..., "test": ..., other groups}: the best checkpoint's final scores."""
+
+  def describe(self, counts: dict) -> str:
+    """The line that says what trains: model, params, steps and batch."""
+
+  def summary(self, results: dict) -> list[str]:
+    """Lines comparing the fine-tuned scores with the baselines."""
+
+  def commands(self, run_dir: str) -> list[str]:
+    """What to run next with the finished run (predict, search, export ...)."""
+
+  def extra_results(self, results: dict) -> dict:
+    """Task-specific entries of results.json (e.g. tokens per second)."""
+
+
+class Task(Protocol):
+  name: str
+  # What can open a finished run of this task: use -> the command line that does it, e.g.
+  # {"predict": "python -m fjft.predict"}; a command asking for another use is told these.
+  uses: dict[str, str]
+
+  def default_config(self): ...
+
+  def start(self, ctx: RunContext) -> TaskRun:
+    """Reads the data and the pretrained model and builds the run's model."""
+
+  def plan_model(self, config) -> tuple[Any, str]:
+    """(the run's model as it would be built, the trainable regex): for fjft.plan."""
+
+  def open_run(self, run_dir: str, info: dict, config: dict, *, merge: bool = True) -> Any:
+    """A finished run's best model, ready to use (merge: fold LoRA adapters in)."""
+
+  def exports(self) -> dict[str, Callable[[str, str], str]]:
+    """format -> export(run_dir, out_dir) -> a message saying what was written."""
