@@ -6,6 +6,7 @@ import os
 import ml_collections
 import pytest
 
+from fjft.data.report import format_report
 from fjft.tasks.retrieval import data as ir_data
 from fjft.tasks.retrieval.config import default_config as retrieval_config
 from fjft.errors import DataError
@@ -218,7 +219,7 @@ def test_repeated_and_overlapping_query_texts_are_dropped_and_counted(tmp_path):
   assert c.report["duplicates_removed"] == 1 and c.report["overlap_removed"] == 1
   assert c.report["queries"] == {"read": 6, "kept": 4}
   assert c.report["splits"]["test"]["source"] == os.path.join(path, "qrels", "test.tsv")
-  assert "overlap with dev/test 1" in ir_data.format_report(c.report)
+  assert "overlap with dev/test 1" in format_report(c.report)
   kept = ir_data.load_collection(data_cfg(path, drop_duplicates=False))
   assert kept.split_queries("train") == ["q0", "q1", "q2", "q5"]
   assert kept.report["duplicates_removed"] == kept.report["overlap_removed"] == 0
@@ -240,16 +241,14 @@ def test_pairs_folder_query_in_train_and_test_files(tmp_path):
 
 
 def test_report_is_the_shared_schema(tmp_path):
-  from fjft.data import report as report_lib
   path = write_cranfield(tmp_path / "cran", "1 1 2\n2 3 1\n3 1 4\n")
   report = ir_data.load_collection(data_cfg(path, on_bad_row="skip", test_every=3)).report
-  assert ir_data.format_report is report_lib.format_report
   assert report["task"] == "retrieval"
   for key in ("splits", "lengths", "skipped", "bad_rows", "duplicates_removed",
               "overlap_removed", "warnings", "documents", "train_pairs"):
     assert key in report, key
   assert report["bad_rows"] == 1 and report["splits"]["train"]["bad_rows"] == 0
   assert report["lengths"]["test"]["unit"] == "query words"
-  text = ir_data.format_report(report)
+  text = format_report(report)
   assert "skipped before splitting: empty document 1" in text
   assert "test  1 read -> 1 kept  [the queries numbered 3, 6, ... (data.test_every)]" in text

@@ -105,9 +105,6 @@ def _report(data_cfg, raw: dict[str, _Raw], out: dict[str, list[lm.LMExample]],
                                  lengths=lengths, warnings=warnings, format=data_cfg.format)
 
 
-# The one formatter of every task's data report (fjft.data.report), under its old name here.
-format_report = report_lib.format_report
-
 
 def _read(path: str, cfg) -> _Raw:
   ext = os.path.splitext(path)[1].lower()

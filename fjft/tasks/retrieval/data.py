@@ -217,7 +217,3 @@ def _report(c: Collection, fmt: str, raw: formats.Raw, data_cfg, *, stats: reade
       queries={"read": len(raw.queries), "kept": len(c.queries)},
       judgements={"read": len(raw.judgements), "kept": sum(len(v) for v in c.qrels.values())},
       train_pairs=train_pairs)
-
-
-# The one formatter of every task's data report (fjft.data.report), under its old name here.
-format_report = report_lib.format_report
