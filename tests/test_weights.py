@@ -140,3 +140,87 @@ def test_export_accepts_model_state_and_pure_dict():
     out = bert.to_hf_state_dict(TINY, tree)
     assert out.keys() == ref.keys()
     assert all(np.array_equal(out[k], ref[k]) for k in ref)
+
+
+def test_unexpected_tensor_is_an_error_naming_file_and_tensor(tmp_path):
+  # One policy for every family: a tensor the config has no place for is an error
+  # (here a second layer in a checkpoint whose config says one), not skipped.
+  tensors = bert.to_hf_state_dict(TINY, bert.init_random(TINY))
+  extra = "bert.encoder.layer.1.output.dense.weight"
+  tensors[extra] = np.zeros((16, 32), np.float32)
+  folder = _hf_folder(tmp_path, tensors)
+  with pytest.raises(CheckpointError, match="unexpected") as e:
+    bert.from_hf(str(folder))
+  assert str(folder / "model.safetensors") in str(e.value) and extra in str(e.value)
+
+
+def test_what_bert_checkpoints_carry_besides_the_encoder_is_skipped(tmp_path, caplog):
+  model = bert.init_random(TINY, seed=5)
+  tensors = bert.to_hf_state_dict(TINY, model)
+  tensors.update({"bert.embeddings.position_ids": np.arange(20)[None],
+                  "cls.predictions.transform.dense.weight": np.zeros((16, 16), np.float32),
+                  "cls.seq_relationship.weight": np.zeros((2, 16), np.float32),
+                  "classifier.weight": np.zeros((3, 16), np.float32),
+                  "classifier.bias": np.zeros((3,), np.float32)})
+  with caplog.at_level(logging.INFO, logger="fjft.models.bert"):
+    cfg, loaded = bert.from_hf(str(_hf_folder(tmp_path, tensors)))
+  assert "ignoring 5 tensors" in caplog.text
+  again = bert.to_hf_state_dict(cfg, loaded)
+  assert all(np.array_equal(again[k], v) for k, v in bert.to_hf_state_dict(TINY, model).items())
+
+
+def test_legacy_gamma_beta_names_and_float16_load(tmp_path):
+  model = bert.init_random(TINY, seed=6)
+  ref = bert.to_hf_state_dict(TINY, model)
+  tensors = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias",
+                                                                      "LayerNorm.beta"):
+             v.astype(np.float16) for k, v in ref.items()}
+  cfg, loaded = bert.from_hf(str(_hf_folder(tmp_path, tensors)))
+  out = bert.to_hf_state_dict(cfg, loaded)
+  assert out.keys() == ref.keys()
+  for k, v in ref.items():
+    assert out[k].dtype == np.float32
+    np.testing.assert_array_equal(out[k], v.astype(np.float16).astype(np.float32))
+
+
+def test_memory_mapped_read_matches_the_safetensors_reader(tmp_path):
+  from fjft.weights.safetensors_io import map_safetensors_file
+  torch = pytest.importorskip("torch")
+  from safetensors.torch import save_file
+  t = {"bf16": torch.randn(3, 5).to(torch.bfloat16), "f16": torch.randn(7).half(),
+       "i64": torch.arange(4), "f32": torch.randn(2, 2, 2)}
+  save_file(t, tmp_path / "m.safetensors")
+  mapped = map_safetensors_file(tmp_path / "m.safetensors")
+  assert set(mapped) == set(t)
+  for k, v in t.items():
+    np.testing.assert_array_equal(np.asarray(mapped[k], np.float64),
+                                  v.to(torch.float64).numpy())
+  data = (tmp_path / "m.safetensors").read_bytes()
+  (tmp_path / "cut.safetensors").write_bytes(data[:-8])
+  with pytest.raises(CheckpointError, match=f"{tmp_path / 'cut.safetensors'}.*truncated"):
+    map_safetensors_file(tmp_path / "cut.safetensors")
+
+
+def test_registry_load_gives_family_config_model_and_tokenizer(tiny_bert_dir, tiny_llama_dir):
+  from fjft.models import llama
+  enc = registry.load(tiny_bert_dir, attention_impl="xla")
+  assert enc.family is bert and enc.cfg.attention_impl == "xla"
+  assert isinstance(enc.model, bert.Model) and enc.tokenizer.encode("hello world")
+  source = registry.resolve(tiny_llama_dir, expect="decoder")
+  assert (source.family, source.model_type, source.kind) == (llama, "llama", "hf")
+  dec = registry.load(source, scan_layers=True)
+  assert dec.family is llama and dec.cfg.scan_layers and dec.source.endswith(
+      tiny_llama_dir.rstrip("/").split("/")[-1])
+  with pytest.raises(FjftError, match=f"{tiny_llama_dir}.*this needs an encoder"):
+    registry.resolve(tiny_llama_dir, expect="encoder")
+  with pytest.raises(FjftError, match="config.json.*not_an_option"):
+    registry.load(tiny_llama_dir, not_an_option=1)
+
+
+def test_model_json_family_names_old_and_new(tmp_path):
+  from fjft.models import llama
+  assert registry.family_module("bert") is bert
+  assert registry.family_module("fjft.models.llama") is llama
+  assert registry.FAMILIES["roberta"] is bert   # FAMILIES imports on lookup
+  with pytest.raises(FjftError, match="unknown model family 'os'"):
+    registry.family_module("os")   # a name from a file never imports an arbitrary module

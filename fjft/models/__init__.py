@@ -1,1 +1,2 @@
-"""Model families (modules with Config/Model/from_hf/to_hf_state_dict)."""
+"""Model families (fjft.models.family: bert, llama, gpt2), the registry that finds and
+loads them (fjft.models.registry), and the layers they are built from (layers/)."""

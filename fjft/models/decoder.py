@@ -63,15 +63,36 @@ def run_layers(layers: nnx.Module, num_layers: int, scan: bool, remat: str,
   return x, carry
 
 
-def pre_norm_residual(x: jax.Array, attention: Callable, mlp: Callable, rate: float,
-                      key: jax.Array | None) -> tuple[jax.Array, Any]:
-  """The layer both families run: x + attention(x), then x + mlp(x), dropout on each
-  branch. attention(x, key) -> (y, kv carry) and mlp(x, key) -> y apply their own
-  norm; the keys' fold indices are the ones every decoder uses."""
-  y, kv = attention(x, fold(key, 0))
-  x = x + dropout(y, rate, fold(key, 1))
-  y = mlp(x, fold(key, 3))
-  return x + dropout(y, rate, fold(key, 2)), kv
+class PreNormBlock(nnx.Module):
+  """A decoder layer: x + attention(norm(x)), then x + mlp(norm(x)), dropout on each
+  branch, as every decoder family has it.
+
+  A family subclasses it with its part classes, named as its HF checkpoint names them
+  (param paths follow attribute names). They are called as attention(cfg, x, extra,
+  mask, kv, layer, cache_index, key, dtype) -> (y, kv) and mlp(cfg, x, dtype, key) -> y.
+  """
+
+  PARTS: tuple[str, str, str, str]  # names of (attention norm, attention, mlp norm, mlp)
+  NORM: type                        # NORM(dim, eps, stack=, rngs=)
+  EPS: str                          # the Config field of the norms' epsilon
+  ATTENTION: type                   # ATTENTION(cfg, stack=, rngs=), likewise FEED_FORWARD
+  FEED_FORWARD: type
+
+  def __init__(self, cfg, *, stack: int | None = None, rngs: nnx.Rngs):
+    def norm():
+      return self.NORM(cfg.hidden_size, getattr(cfg, self.EPS), stack=stack, rngs=rngs)
+    parts = (norm(), self.ATTENTION(cfg, stack=stack, rngs=rngs), norm(),
+             self.FEED_FORWARD(cfg, stack=stack, rngs=rngs))
+    for name, part in zip(self.PARTS, parts):
+      setattr(self, name, part)
+
+  def __call__(self, cfg, x, extra, mask, kv, layer, cache_index, key, dtype):
+    norm1, attention, norm2, mlp = (getattr(self, name) for name in self.PARTS)
+    y, kv = attention(cfg, norm1(x, dtype), extra, mask, kv, layer, cache_index,
+                      fold(key, 0), dtype)
+    x = x + dropout(y, cfg.hidden_dropout, fold(key, 1))
+    y = mlp(cfg, norm2(x, dtype), dtype, fold(key, 3))
+    return x + dropout(y, cfg.hidden_dropout, fold(key, 2)), kv
 
 
 def make_layers(cfg, block_cls, rngs):

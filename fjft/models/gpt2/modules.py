@@ -33,7 +33,8 @@ class Attention(nnx.Module):
     self.c_proj = Linear(h, (h,), ("heads", "embed"), ("embed",), proj_std,
                          stack=stack, rngs=rngs)
 
-  def __call__(self, cfg, x, mask, kv, layer, cache_index, key, dtype):
+  def __call__(self, cfg, x, extra, mask, kv, layer, cache_index, key, dtype):
+    del extra  # GPT-2 adds its positions to x (wpe); there is no RoPE
     b, t, _ = x.shape
     # adapters' dropout keys: folded from the attention key at indices its own use avoids
     qkv = self.c_attn(x, dtype, fold(key, 10)).reshape(b, t, 3, cfg.num_heads, cfg.head_dim)
@@ -61,23 +62,11 @@ class MLP(nnx.Module):
     return self.c_proj(act(self.c_fc(x, dtype, fold(key, 0))), dtype, fold(key, 1))
 
 
-class Block(nnx.Module):
+class Block(decoder.PreNormBlock):
   """Pre-norm GPT-2 layer: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
 
-  def __init__(self, cfg: Config, *, stack: int | None = None,
-               rngs: nnx.Rngs):
-    h, eps = cfg.hidden_size, cfg.layer_norm_eps
-    self.ln_1 = LayerNorm(h, eps, stack=stack, rngs=rngs)
-    self.attn = Attention(cfg, stack=stack, rngs=rngs)
-    self.ln_2 = LayerNorm(h, eps, stack=stack, rngs=rngs)
-    self.mlp = MLP(cfg, stack=stack, rngs=rngs)
-
-  def __call__(self, cfg, x, extra, mask, kv, layer, cache_index, key, dtype):
-    del extra  # positions are in x already (wpe)
-    return decoder.pre_norm_residual(
-        x, lambda x, k: self.attn(cfg, self.ln_1(x, dtype), mask, kv, layer, cache_index, k,
-                                  dtype),
-        lambda x, k: self.mlp(cfg, self.ln_2(x, dtype), dtype, k), cfg.hidden_dropout, key)
+  PARTS = ("ln_1", "attn", "ln_2", "mlp")
+  NORM, EPS, ATTENTION, FEED_FORWARD = LayerNorm, "layer_norm_eps", Attention, MLP
 
 
 class Model(decoder.DecoderLM):

@@ -66,7 +66,7 @@ class MLP(nnx.Module):
     self.down_proj = Linear(i, (h,), ("mlp", "embed"), bias_out, std,
                             stack=stack, rngs=rngs)
 
-  def __call__(self, x: jax.Array, dtype: jnp.dtype,
+  def __call__(self, cfg: Config, x: jax.Array, dtype: jnp.dtype,
                key: jax.Array | None = None) -> jax.Array:
     """`key` draws the dropout of adapters on the projections, if any."""
     gated = (jax.nn.silu(self.gate_proj(x, dtype, fold(key, 0)))
@@ -74,23 +74,11 @@ class MLP(nnx.Module):
     return self.down_proj(gated, dtype, fold(key, 2))
 
 
-class Block(nnx.Module):
+class Block(decoder.PreNormBlock):
   """Pre-norm decoder layer: x + attn(norm(x)), then x + mlp(norm(x))."""
 
-  def __init__(self, cfg: Config, *, stack: int | None = None,
-               rngs: nnx.Rngs):
-    h, eps = cfg.hidden_size, cfg.rms_norm_eps
-    self.input_layernorm = RMSNorm(h, eps, stack=stack, rngs=rngs)
-    self.self_attn = Attention(cfg, stack=stack, rngs=rngs)
-    self.post_attention_layernorm = RMSNorm(h, eps, stack=stack, rngs=rngs)
-    self.mlp = MLP(cfg, stack=stack, rngs=rngs)
-
-  def __call__(self, cfg, x, rope, mask, kv, layer, cache_index, key, dtype):
-    return decoder.pre_norm_residual(
-        x, lambda x, k: self.self_attn(cfg, self.input_layernorm(x, dtype), rope, mask, kv,
-                                       layer, cache_index, k, dtype),
-        lambda x, k: self.mlp(self.post_attention_layernorm(x, dtype), dtype, k),
-        cfg.hidden_dropout, key)
+  PARTS = ("input_layernorm", "self_attn", "post_attention_layernorm", "mlp")
+  NORM, EPS, ATTENTION, FEED_FORWARD = RMSNorm, "rms_norm_eps", Attention, MLP
 
 
 class Model(decoder.DecoderLM):
