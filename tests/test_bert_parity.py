@@ -83,6 +83,7 @@ def minilm():
   return cfg, model, hf, batch, ours
 
 
+@pytest.mark.slow
 def test_minilm_matches_transformers(minilm):
   cfg, _, hf, batch, ours = minilm
   assert (cfg.hidden_size, cfg.num_layers, cfg.model_type) == (384, 6, "bert")
@@ -91,6 +92,7 @@ def test_minilm_matches_transformers(minilm):
   _assert_close(ours, theirs, batch["attention_mask"])
 
 
+@pytest.mark.slow
 def test_export_loads_into_sequence_classification(minilm, tmp_path):
   cfg, model, _, batch, ours = minilm
   state_dict = bert.to_hf_state_dict(cfg, nnx.state(model))

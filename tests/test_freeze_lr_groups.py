@@ -126,6 +126,7 @@ def test_new_fields_change_the_run_hash_only_when_set():
   assert identity.config_hash(c) != identity.config_hash(d)
 
 
+@pytest.mark.slow
 def test_a_run_with_frozen_embeddings_and_a_fast_head(tiny_bert_dir, tmp_path):
   import os
   from fjft.run import opened

@@ -10,6 +10,9 @@ import pytest
 from fjft.models import decoding
 from tests.conftest import REPO
 
+# the packaged SmolLM2-135M throughout, against transformers' own loading of it
+pytestmark = pytest.mark.slow
+
 PROMPTS = ["What is the capital of France?",
            "Write a haiku about the sea.",
            "List three prime numbers and explain briefly why each one is prime, please."]

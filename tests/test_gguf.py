@@ -79,6 +79,7 @@ def tokenizer(ours):
   return Tokenizer.from_gguf(ours.tokenizer_meta, ours.chat_template)
 
 
+@pytest.mark.slow
 def test_every_tensor_matches_transformers(ours, hf_smollm2):
   model, _ = hf_smollm2
   theirs = {k: v.detach().numpy() for k, v in model.state_dict().items()}
@@ -92,6 +93,7 @@ def test_every_tensor_matches_transformers(ours, hf_smollm2):
     np.testing.assert_allclose(w, theirs[name], rtol=0, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow
 def test_config_matches_transformers(ours, hf_smollm2):
   model, _ = hf_smollm2
   hf = model.config
@@ -109,6 +111,7 @@ def test_config_matches_transformers(ours, hf_smollm2):
   assert ours.chat_template and "<|im_start|>" in ours.chat_template
 
 
+@pytest.mark.slow
 def test_tokenizer_ids_match_transformers(tokenizer, hf_smollm2):
   _, hf = hf_smollm2
   for text in TEXTS:
@@ -123,6 +126,7 @@ def test_tokenizer_ids_match_transformers(tokenizer, hf_smollm2):
   assert tokenizer.vocab_size == len(hf)
 
 
+@pytest.mark.slow
 def test_decode_skips_special_tokens(tokenizer, hf_smollm2):
   _, hf = hf_smollm2
   ids = tokenizer.encode(TEXTS[6])
@@ -130,6 +134,7 @@ def test_decode_skips_special_tokens(tokenizer, hf_smollm2):
   assert text == hf.decode(ids, skip_special_tokens=True) == "user\nhi\nassistant\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("messages", CONVERSATIONS, ids=["user+assistant", "system+user"])
 def test_chat_template_matches_transformers(tokenizer, hf_smollm2, messages):
   _, hf = hf_smollm2

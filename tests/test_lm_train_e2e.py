@@ -60,6 +60,7 @@ def test_short_sft_run_lowers_dev_loss(sft_run):
   assert sum(s["examples"] for s in report["splits"].values()) == 120
 
 
+@pytest.mark.slow
 def test_bad_chat_row_names_file_and_line(tiny_llama_dir, tmp_path):
   data = tmp_path / "chats.jsonl"
   _chats(data, 30)
@@ -101,6 +102,7 @@ def _parallel(prefix, n):
       e.write(f"the {english[i % 6]} {i}\n")
 
 
+@pytest.mark.slow
 def test_translation_run_scores_generations_for_model_and_baseline(tiny_llama_dir, tmp_path):
   _parallel(tmp_path / "pairs", 80)
   c = _config(tiny_llama_dir, tmp_path / "pairs", **{
@@ -128,6 +130,7 @@ def test_parallel_files_must_align(tiny_llama_dir, tmp_path):
     runner.run(c, str(tmp_path / "runs"), say=lambda *_: None)
 
 
+@pytest.mark.slow
 def test_generate_and_export_from_the_run(sft_run, tiny_llama_dir, tmp_path):
   import numpy as np
   torch = pytest.importorskip("torch")

@@ -40,6 +40,7 @@ def lora_classifier(tiny_bert_dir, tmp_path_factory):
   return config, results, os.path.join(workdir, identity.run_name(config))
 
 
+@pytest.mark.slow
 def test_only_adapters_and_head_train(lora_classifier, tiny_bert_dir):
   from fjft.models import bert
   _, results, run_dir = lora_classifier
@@ -60,6 +61,7 @@ def test_only_adapters_and_head_train(lora_classifier, tiny_bert_dir):
     assert np.array_equal(np.asarray(base[k].get_value()), np.asarray(v.get_value())), k
 
 
+@pytest.mark.slow
 def test_lora_run_predicts_and_exports_merged_and_peft(lora_classifier, tiny_bert_dir,
                                                        tmp_path):
   torch = pytest.importorskip("torch")
@@ -94,6 +96,7 @@ def test_lora_run_predicts_and_exports_merged_and_peft(lora_classifier, tiny_ber
   assert config["modules_to_save"] == ["classifier"] and config["r"] == 4
 
 
+@pytest.mark.slow
 def test_full_run_has_no_adapter_to_export(tiny_bert_dir, tmp_path):
   config = _classify_config(tiny_bert_dir, **{"peft.method": "", "train.steps": "3"})
   runner.run(config, str(tmp_path), say=lambda s: None)
@@ -126,6 +129,7 @@ def lora_lm(tiny_llama_dir, tmp_path_factory):
   return runner.run(c, str(tmp / "runs"), say=lambda *_: None), data
 
 
+@pytest.mark.slow
 def test_lora_lm_run_learns_generates_and_round_trips_through_peft(lora_lm, tiny_llama_dir,
                                                                    tmp_path):
   torch = pytest.importorskip("torch")
@@ -170,6 +174,7 @@ def test_lora_lm_run_learns_generates_and_round_trips_through_peft(lora_lm, tiny
   assert float(np.abs(np.asarray(plain) - np.asarray(ours)).max()) > 1e-2
 
 
+@pytest.mark.slow
 def test_lora_on_an_int8_base_trains_and_continues_from_a_peft_adapter(lora_lm, tiny_llama_dir,
                                                                        tmp_path):
   results, data = lora_lm
@@ -196,6 +201,7 @@ def test_lora_on_an_int8_base_trains_and_continues_from_a_peft_adapter(lora_lm, 
   assert kernels and all(str(k.dtype) == "int8" for k in kernels)
 
 
+@pytest.mark.slow
 def test_lora_search_run_embeds_merged_and_exports_a_feature_extraction_adapter(
     tiny_bert_dir, tmp_path):
   torch = pytest.importorskip("torch")

@@ -38,6 +38,7 @@ def test_classification_run_without_task_predicts_as_before(finished_run, tmp_pa
   assert opened.read_info(old)["task"] == "classify"
 
 
+@pytest.mark.slow
 def test_decoder_run_with_a_module_path_family_generates_as_before(tiny_llama_dir, tmp_path):
   from fjft.models import decoding, generation
   data = tmp_path / "chats.jsonl"
@@ -61,6 +62,7 @@ def test_a_command_for_another_task_names_the_right_one(finished_run):
     opened.open_run(run_dir, "generate")
 
 
+@pytest.mark.slow
 def test_search_run_opens_to_embed_and_not_to_predict(tiny_bert_dir, tmp_path):
   from tests.test_retrieval_e2e import tiny_config, write_beir
   c = tiny_config(tiny_bert_dir, write_beir(str(tmp_path / "beir")))

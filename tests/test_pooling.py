@@ -56,6 +56,7 @@ def test_default_pooling_leaves_run_names_unchanged():
   assert identity.config_hash(mean) != identity.config_hash(config)
 
 
+@pytest.mark.slow
 def test_mean_pooled_run_predicts_and_refuses_an_hf_export(tiny_bert_dir, tmp_path):
   config = config_lib.load_config(QUICKSTART, overrides(tiny_bert_dir) + [("model.pooling", "mean")])
   said = []

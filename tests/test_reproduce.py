@@ -33,6 +33,7 @@ def original(tiny_bert_dir, tmp_path_factory):
   return config, workdir, data
 
 
+@pytest.mark.slow
 def test_reproduces_bit_identically_by_hash(original):
   config, workdir, _ = original
   lines = []
@@ -53,6 +54,7 @@ def test_reproduces_bit_identically_by_hash(original):
   assert reproduce.find_run(h, str(workdir)) == str(workdir / identity.run_name(config))
 
 
+@pytest.mark.slow
 def test_changed_data_is_listed_and_mismatches(original):
   config, workdir, data = original
   run_dir = str(workdir / identity.run_name(config))

@@ -124,6 +124,7 @@ def _cli(*args):
   return out.stdout
 
 
+@pytest.mark.slow
 def test_embed_and_search_clis(search_run, tmp_path):
   config, workdir, _, _, _ = search_run
   run_dir = os.path.join(workdir, identity.run_name(config))
@@ -155,6 +156,7 @@ def test_embed_and_search_clis(search_run, tmp_path):
   assert lines[0]["hits"][0]["id"] == "doc4" and lines[1]["hits"][0]["id"] == "doc2"
 
 
+@pytest.mark.slow
 def test_wrong_tool_for_the_run_is_a_clear_error(search_run, tmp_path):
   config, workdir, _, _, _ = search_run
   run_dir = os.path.join(workdir, identity.run_name(config))
@@ -168,6 +170,7 @@ def test_wrong_tool_for_the_run_is_a_clear_error(search_run, tmp_path):
   assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_sentence_transformers_export_parity(search_run, tmp_path):
   st = pytest.importorskip("sentence_transformers")
   from fjft.run import opened
@@ -182,6 +185,7 @@ def test_sentence_transformers_export_parity(search_run, tmp_path):
   np.testing.assert_allclose(ours, theirs, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_pretrained_minilm_matches_sentence_transformers():
   st = pytest.importorskip("sentence_transformers")
   import jax.numpy as jnp

@@ -105,6 +105,7 @@ def tiny_sweep(tiny_bert_dir, tmp_path_factory):
   return exp, workdir, first
 
 
+@pytest.mark.slow
 def test_sweep_runs_isolates_the_failure_and_summarises(tiny_sweep):
   exp, workdir, first = tiny_sweep
   out = first.stdout + first.stderr
@@ -129,6 +130,7 @@ def test_sweep_runs_isolates_the_failure_and_summarises(tiny_sweep):
   assert "best: lr=" in out
 
 
+@pytest.mark.slow
 def test_sweep_again_skips_finished_runs(tiny_sweep):
   exp, workdir, _ = tiny_sweep
   sweep_dir = workdir / "tiny-sweep"
@@ -142,6 +144,7 @@ def test_sweep_again_skips_finished_runs(tiny_sweep):
   assert again.returncode == 1                    # the broken run is tried again, and fails again
 
 
+@pytest.mark.slow
 def test_dry_run_and_emit(tiny_sweep):
   exp, workdir, _ = tiny_sweep
   dry = _sweep_cli(exp, workdir, "--dry_run", "--config.train.eval_every=4")
@@ -168,6 +171,7 @@ def _get(url, body=None):
     return json.loads(r.read())
 
 
+@pytest.mark.slow
 def test_tensorboard_shows_every_run_with_scalars_and_hparams(tiny_sweep):
   pytest.importorskip("tensorboard")
   _, workdir, _ = tiny_sweep

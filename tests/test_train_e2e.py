@@ -134,6 +134,7 @@ def test_killed_twice_then_resumed_is_bit_identical(finished_run, tiny_bert_dir,
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+@pytest.mark.slow
 def test_predict_and_export(finished_run, tmp_path):
   transformers = pytest.importorskip("transformers")
   torch = pytest.importorskip("torch")
@@ -165,6 +166,7 @@ def test_predict_and_export(finished_run, tmp_path):
   assert model.config.id2label[0] == labels[0]
 
 
+@pytest.mark.slow
 def test_predict_scores_gold_labels_through_a_label_map(finished_run, tmp_path):
   config, workdir, _, _ = finished_run
   run_dir = os.path.join(workdir, identity.run_name(config))
