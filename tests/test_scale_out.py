@@ -36,6 +36,7 @@ def eight_devices(tiny_bert_dir, tiny_llama_dir, tmp_path_factory):
   return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["encoder", "decoder"])
 def test_eight_device_meshes_give_the_one_device_loss_curve(eight_devices, model):
   runs = eight_devices[model]
@@ -50,6 +51,7 @@ def test_eight_device_meshes_give_the_one_device_loss_curve(eight_devices, model
     assert bytes_["mixed"] < bytes_["one"] / 2, kind
 
 
+@pytest.mark.slow
 def test_the_memory_plan_matches_what_the_devices_hold(eight_devices, tiny_bert_dir):
   """fjft.plan computes from shapes what the 8-device runs measured on their arrays."""
   from fjft.parallel import plan
@@ -64,11 +66,13 @@ def test_the_memory_plan_matches_what_the_devices_hold(eight_devices, tiny_bert_
     assert planned["grads"] == planned["params"]   # full fine-tuning: every param trains
 
 
+@pytest.mark.slow
 def test_a_batch_the_mesh_cannot_split_is_a_config_error(eight_devices):
   assert eight_devices["batch_error"].startswith(
       "config field train.batch_size=12 does not divide into the 8 batch shards of the mesh")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["encoder", "decoder"])
 def test_an_fsdp_checkpoint_resumes_under_another_mesh(eight_devices, model):
   restored = eight_devices[model]["restored"]
@@ -78,6 +82,7 @@ def test_an_fsdp_checkpoint_resumes_under_another_mesh(eight_devices, model):
                              "mesh": {"data": 1, "fsdp": 1, "tensor": 1}}
 
 
+@pytest.mark.slow
 def test_two_processes_train_stop_resume_and_match_one_process(finished_run, tiny_bert_dir,
                                                                 tmp_path):
   """launch/multihost_local.sh: 2 processes x 1 CPU device each, stopped by SIGTERM after
@@ -101,6 +106,7 @@ def test_two_processes_train_stop_resume_and_match_one_process(finished_run, tin
   assert "saved a checkpoint" in out
   stopped_at = max(int(s) for s in os.listdir(last) if s.isdigit())
   assert 2 <= stopped_at < 12
+  assert not os.path.exists(os.path.join(run_dir, "results.json"))   # stopped, not finished
 
   done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
