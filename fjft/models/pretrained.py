@@ -54,12 +54,14 @@ class _CacheInit:
     return importlib.import_module(self.family).init_cache(self.cfg, batch, max_len)
 
 
-def load_lm(name_or_path: str, *, adapter: str | None = None, **runtime) -> LM:
+def load_lm(name_or_path: str, *, adapter: str | None = None, mesh=None, rules=None,
+            **runtime) -> LM:
   """A pretrained decoder (registry.load(name_or_path, ...) refusing encoders) as an LM;
   `runtime` options (scan_layers, remat, attention_impl) go to the model config,
-  `adapter` (a PEFT LoRA folder) is merged into the weights."""
+  `adapter` (a PEFT LoRA folder) is merged into the weights, and with `mesh` and
+  `rules` each param is created directly in its shards."""
   loaded = registry.load(registry.resolve(name_or_path, expect="decoder"), adapter=adapter,
-                         **runtime)
+                         mesh=mesh, rules=rules, **runtime)
   graphdef, params = nnx.split(loaded.model)
   return LM(loaded.family, loaded.cfg, graphdef, params, loaded.tokenizer, loaded.source)
 

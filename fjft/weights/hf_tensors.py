@@ -26,7 +26,7 @@ from fjft.errors import CheckpointError
 from fjft.models.params import flat_params
 from fjft.weights import safetensors_io
 
-Path_ = tuple[str, ...]
+ParamPath = tuple[str, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +43,7 @@ class HFTensor:
     random (and a warning logged), as HF does for a missing pooler.
   """
 
-  path: Path_
+  path: ParamPath
   hf_keys: tuple[str, ...]
   hf_shape: tuple[int, ...]
   to_ours: Callable[[Sequence[np.ndarray]], np.ndarray]
@@ -68,7 +68,7 @@ def _transpose(a: np.ndarray) -> np.ndarray:
   return a.T
 
 
-def tensor(path: Path_, key: str, shape: tuple[int, ...],
+def tensor(path: ParamPath, key: str, shape: tuple[int, ...],
            to_ours: Callable[[np.ndarray], np.ndarray] = _same,
            to_hf: Callable[[np.ndarray], np.ndarray] = _same, *,
            optional: bool = False) -> HFTensor:
@@ -76,7 +76,7 @@ def tensor(path: Path_, key: str, shape: tuple[int, ...],
   return HFTensor(path, (key,), shape, _one(to_ours), lambda p: [to_hf(p)], optional)
 
 
-def linear(path: Path_, hf: str, n_in: int, n_out: int, *, bias: bool,
+def linear(path: ParamPath, hf: str, n_in: int, n_out: int, *, bias: bool,
            transposed: bool = True, optional: bool = False) -> list[HFTensor]:
   """A Linear's kernel (and bias): HF module `hf` with .weight [out, in] (torch
   Linear, `transposed`) or [in, out] (HF's Conv1D, as ours)."""
@@ -90,7 +90,7 @@ def linear(path: Path_, hf: str, n_in: int, n_out: int, *, bias: bool,
   return out
 
 
-def norm(path: Path_, hf: str, dim: int, *, bias: bool) -> list[HFTensor]:
+def norm(path: ParamPath, hf: str, dim: int, *, bias: bool) -> list[HFTensor]:
   """A norm's scale (HF .weight) and, for LayerNorm, its bias."""
   out = [tensor((*path, "scale"), f"{hf}.weight", (dim,))]
   if bias:
@@ -149,7 +149,7 @@ def _canonical(family, cfg, tensors: Tensors) -> tuple[dict[str, np.ndarray], di
   return arrays, original
 
 
-def layer_path(t: HFTensor, i: int | None) -> Path_:
+def layer_path(t: HFTensor, i: int | None) -> ParamPath:
   """Where a table entry's param lives: in layer i, or (i None, scan_layers) in
   the stacked layers, whose params have a leading [num_layers] axis."""
   if not t.per_layer:
@@ -157,7 +157,7 @@ def layer_path(t: HFTensor, i: int | None) -> Path_:
   return ("layers", *t.path) if i is None else ("layers", str(i), *t.path)
 
 
-def optional_params(table: Sequence[HFTensor], num_layers: int, scan: bool) -> set[Path_]:
+def optional_params(table: Sequence[HFTensor], num_layers: int, scan: bool) -> set[ParamPath]:
   """The param paths of the table's optional entries (drawn when absent)."""
   return {layer_path(t, None if scan else i) for t in table if t.optional
           for i, _ in _layers(t, num_layers)}
@@ -179,7 +179,7 @@ def _entries(table: Sequence[HFTensor], num_layers: int
 
 
 def host_values(family, cfg, tensors: Tensors, *, log: logging.Logger | None = None
-                ) -> dict[Path_, Callable[[], np.ndarray]]:
+                ) -> dict[ParamPath, Callable[[], np.ndarray]]:
   """Our param path -> a function giving its value on the host, from HF tensors.
 
   Everything is checked before anything is converted: a missing or mis-shaped
@@ -223,7 +223,7 @@ def host_values(family, cfg, tensors: Tensors, *, log: logging.Logger | None = N
     log.warning("%s: no %s in the checkpoint; those params are randomly initialised",
                 tensors.where, ", ".join(absent_optional))
 
-  values: dict[Path_, Callable[[], np.ndarray]] = {}
+  values: dict[ParamPath, Callable[[], np.ndarray]] = {}
   for t, present in found:
     if t.per_layer and scan and present:
       parts = [p for _, p in present]

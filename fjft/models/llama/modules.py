@@ -10,7 +10,7 @@ from flax import nnx
 from fjft.models import decoder
 from fjft.models.layers import kv_cache
 from fjft.models.layers.attention import attend
-from fjft.models.layers.dropout import dropout, fold
+from fjft.models.layers.dropout import fold
 from fjft.models.layers.embed import Embed
 from fjft.models.layers.kv_cache import Cache
 from fjft.models.layers.linear import Linear
