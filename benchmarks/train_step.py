@@ -151,7 +151,7 @@ def time_hf(model_path, ids, mask, labels, dtype):
 
 def main():
   import torch
-  _, model_path = registry.resolve(ARGS.model)
+  model_path = registry.resolve(ARGS.model, expect="encoder").path
   ids, mask, labels = batch_arrays(model_path, ARGS.batch, ARGS.seq)
   where = (f"{ARGS.threads} CPU threads" if ARGS.device == "cpu"
            else f"{jax.devices()[0].device_kind} / {torch.cuda.get_device_name()}")

@@ -22,7 +22,7 @@ from absl import app, flags
 from fjft import allocator, cli
 from fjft.models import decoding
 from fjft.models.generation import generate_records, read_prompts, references
-from fjft.errors import DataError, FjftError, exit_on_user_error
+from fjft.errors import FjftError, exit_on_user_error
 
 if __name__ == "__main__":
   allocator.reexec()  # before anything allocates: see fjft/allocator.py

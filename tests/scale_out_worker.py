@@ -64,7 +64,7 @@ def decoder(model_dir: str):
               "positions": np.tile(np.arange(LENGTH, dtype=np.int32), (ROWS, 1))}
              for _ in range(STEPS)]
   graphdef, params = nnx.split(lm_runner.build_model(config, lm))
-  return (config, graphdef, params, lm_encoders.make_apply_fn(graphdef, "float32"),
+  return (config, graphdef, params, lm_runner.make_apply_fn(graphdef, "float32"),
           lm_runner.loss_fn, adapters.trainable_regex(config), batches)
 
 

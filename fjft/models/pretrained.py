@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
-import os
 from types import ModuleType
 from typing import Any
 
-import jax
 from flax import nnx
 
-from fjft.errors import CheckpointError, FjftError
 from fjft.models import registry
 from fjft.models.tokenizer import Tokenizer
 
@@ -64,34 +60,3 @@ def load_lm(name_or_path: str, *, adapter: str | None = None, mesh=None, rules=N
                          mesh=mesh, rules=rules, **runtime)
   graphdef, params = nnx.split(loaded.model)
   return LM(loaded.family, loaded.cfg, graphdef, params, loaded.tokenizer, loaded.source)
-
-
-def load_run(run_dir: str, *, merge: bool = True) -> LM:
-  """The best checkpoint of a fine-tuned decoder run (fjft.tasks.lm), ready to run.
-
-  Needs only the run directory: the architecture comes from its model.json, the
-  tokenizer from its tokenizer/ folder, the weights from checkpoints/best. A LoRA run's
-  adapters (and quantised base) are merged into plain float32 kernels unless `merge` is
-  False (to export the adapters).
-  """
-  from fjft.models import adapters
-  from fjft.models.layers import lora
-  from fjft.training.checkpoint import abstract_like, restore_best_params
-  path = os.path.join(run_dir, "model.json")
-  if not os.path.isfile(path):
-    raise CheckpointError(f"{run_dir}: not a run directory (no model.json)")
-  with open(path) as f:
-    info = json.load(f)
-  if info.get("task") != "lm":
-    raise FjftError(f"{run_dir}: a classification run, not a decoder run; use fjft.predict")
-  family = registry.family_module(info["family"])
-  cfg = family.Config.from_hf(info["hf_config"], **info.get("runtime", {}))
-  structure = info.get("peft_structure")
-  graphdef, abstract = nnx.split(nnx.eval_shape(
-      lambda: adapters.apply(family.Model(cfg, rngs=nnx.Rngs(0)), structure)))
-  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract)
-  _, params = restore_best_params(run_dir, abstract_like(target))
-  if merge and structure:
-    graphdef, params = nnx.split(lora.merge(nnx.merge(graphdef, params)))
-  tokenizer = Tokenizer.from_dir(os.path.join(run_dir, "tokenizer"))
-  return LM(family, cfg, graphdef, params, tokenizer, os.path.abspath(run_dir))

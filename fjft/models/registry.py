@@ -114,15 +114,6 @@ class Source:
                       f" {_model_types(kind)}")
     return self
 
-  # Compatibility, until every caller reads the fields: the old encoder resolve
-  # returned (family, folder), and only encoders.
-  def __iter__(self) -> Iterator[Any]:
-    self.require("encoder")
-    return iter((self.family, self.path))
-
-  def __getitem__(self, i: int) -> Any:
-    return tuple(self)[i]
-
 
 def _of_folder(folder: str) -> Source:
   from fjft.weights.hf_config import read_hf_config
@@ -236,25 +227,3 @@ def load(name_or_path_or_source: str | Source, *, mesh=None, rules=None,
     adapters.with_peft_adapter(model, family.hf_linear_names(cfg), adapter)
   described = os.path.abspath(path) + (f" + {os.path.abspath(adapter)}" if adapter else "")
   return Pretrained(family, cfg, model, tokenizer, described)
-
-
-# ------------------------------------------- compatibility, until callers move ---
-
-
-def resolve_lm(name_or_path: str) -> tuple[str, str]:
-  """Old decoder lookup: ("gguf", file) or ("hf", folder); use resolve(expect="decoder")."""
-  source = resolve(name_or_path, expect="decoder")
-  return source.kind, source.path
-
-
-def decoder_family(name: str | None, source: str) -> ModuleType:
-  """Old decoder family lookup by model_type (or model.json's module path); use
-  family_module."""
-  if name not in FAMILIES and name not in FAMILIES.modules.values():
-    raise FjftError(f"{source}: model_type {name!r} is not a supported decoder;"
-                    f" supported: {_model_types('decoder')}")
-  module = family_module(name)
-  if module.KIND != "decoder":
-    raise FjftError(f"{source}: model_type {name!r} is not a decoder; supported:"
-                    f" {_model_types('decoder')}")
-  return module

@@ -60,7 +60,7 @@ def _hf_name(layout, name: str) -> str | None:
   return None
 
 
-def _special_ids(meta: _Meta) -> dict[str, int]:
+def _special_ids(meta: Meta) -> dict[str, int]:
   out = {}
   for hf, key in (("bos_token_id", "bos_token_id"), ("eos_token_id", "eos_token_id"),
                   ("pad_token_id", "padding_token_id")):

@@ -63,7 +63,7 @@ def export_peft(run_dir: str, out_dir: str) -> str:
   whole = nnx.merge(run.graphdef, run.params)
   extra = {"classifier.weight": np.asarray(whole.classifier.kernel[...]).T,
            "classifier.bias": np.asarray(whole.classifier.bias[...])}
-  base = registry.resolve(run.config["model"]["name"])[1]
+  base = registry.resolve(run.config["model"]["name"]).path
   return peft_export.export_adapter(out_dir, whole.encoder, family,
                                     family.hf_linear_names(cfg, prefixed=True),
                                     info["peft_structure"], "SEQ_CLS", base, run.tokenizer, extra)

@@ -60,7 +60,7 @@ def export_peft(run_dir: str, out_dir: str) -> str:
   family = registry.FAMILIES[info["family"]]
   cfg = family.Config.from_hf(info["hf_config"])
   encoder = nnx.merge(run.graphdef, run.params).encoder
-  base = registry.resolve(run.config["model"]["name"])[1]
+  base = registry.resolve(run.config["model"]["name"]).path
   return peft_export.export_adapter(out_dir, encoder, family,
                                     family.hf_linear_names(cfg, prefixed=False),
                                     info["peft_structure"], "FEATURE_EXTRACTION", base,
