@@ -108,8 +108,8 @@ class Features:
 
   hidden: final normed hidden states [B, T, H] in the compute dtype; head:
   [H, vocab] (the tied embedding transposed, or lm_head); cache: the new Cache
-  or None. Losses over large vocabularies project in chunks from here
-  (fjft.tasks.lm.loss) instead of holding all [B, T, vocab] logits.
+  or None. A loss over a large vocabulary projects in chunks from here instead of
+  holding all [B, T, vocab] logits.
   """
   hidden: jax.Array
   head: jax.Array
