@@ -1,4 +1,4 @@
-"""fjft.data.splits.load_classification_splits and the data report."""
+"""fjft.tasks.classify.data.load_classification_splits and the data report."""
 
 import collections
 import json
@@ -10,8 +10,8 @@ import ml_collections
 import pytest
 
 from fjft.data.report import format_report
-from fjft.data.splits import load_classification_splits
 from fjft.errors import ConfigError, DataError
+from fjft.tasks.classify.data import load_classification_splits
 
 SHARED_DATA = pathlib.Path(__file__).parents[2] / "shared" / "data"
 

@@ -7,9 +7,9 @@ the iterator state is just the step number, saved in every checkpoint.
 
 The pieces: StepBatches (step -> epoch and batch, the per-epoch shuffle), bucket_length
 and pad_to_bucket (ragged token ids -> [rows, bucket] ids and mask), fill_rows and
-row_weights (the padded last batch). TrainBatches and eval_batches batch classification
-examples with them; fjft.data.packing's RowBatches (LM rows) and
-fjft.tasks.retrieval.pairs' PairBatches (query/document pairs) do too.
+row_weights (the padded last batch). TrainBatches and eval_batches batch labelled texts
+with them; fjft.data.packing's RowBatches (token rows) and the tasks' own batchers (e.g.
+query/document pairs) do too.
 """
 
 from __future__ import annotations

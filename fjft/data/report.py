@@ -1,7 +1,7 @@
 """The data report of every task: one schema, built by build_report(), printed by format_report().
 
 Every task's report (written to the run dir as data_report.json) has these top-level keys:
-  task                "classify" | "lm" | "retrieval"
+  task                the task's name (fjft.tasks.TASKS)
   source              data.path
   settings            the data fields that shaped the splits
   splits              {name: split}; every split has
@@ -18,12 +18,8 @@ Every task's report (written to the run dir as data_report.json) has these top-l
   skipped             every bad row skipped, in a split or before splitting: {"counts", "examples"}
   bad_rows, duplicates_removed, overlap_removed   totals over the splits (bad_rows: and before)
   warnings            what to look at before trusting a run's numbers
-Task-specific keys (see build_report's callers):
-  classify   num_labels, labels; per split files, rows_kept, duplicates_kept, label_counts,
-             length_words, moved_to_dev, carved_from_train
-  lm         format; per split tokens, trained_tokens
-  retrieval  format, files, documents, queries, judgements, train_pairs; per split queries,
-             judgements, relevant_per_query, query_words
+Each task adds its own keys, at the top and in each split: its data module, which calls
+build_report(), lists them, and its Task's report_lines() prints them.
 """
 
 from __future__ import annotations
@@ -34,13 +30,9 @@ from typing import Any, Iterable
 
 from fjft.data.readers import MAX_EXAMPLES_PER_REASON, BadRowStats
 
-IMBALANCE_RATIO = 0.1  # warn when the smallest class is under 10% of the largest
-MIN_DEV_EXAMPLES = 100
 _PERCENTILES = (50, 90, 99)
-_MAX_LABELS_LISTED = 8
 # Reasons for dropping rows that are not bad rows (those are named by the readers).
 DUPLICATES = "duplicates"
-CONFLICTING_LABELS = "conflicting labels"
 OVERLAP = "overlap with dev/test"      # a train example that is also in dev or test
 OVERLAP_TEST = "overlap with test"     # a dev example that is also in test
 _OVERLAP_REASONS = (OVERLAP, OVERLAP_TEST)
@@ -124,93 +116,21 @@ def _bad_row_warnings(splits: dict[str, dict], unsplit: BadRowStats | None) -> l
   named = [(f"{name}: skipped", split["skipped"]["counts"]) for name, split in splits.items()]
   for what, counts in named + [("skipped", unsplit.counts if unsplit else {})]:
     if counts:
-      out.append(f"{what} {_plural(sum(counts.values()), 'bad row')} "
+      out.append(f"{what} {plural(sum(counts.values()), 'bad row')} "
                  f"({', '.join(f'{r}: {n}' for r, n in counts.items())}); examples in the report")
   return out
 
 
-def classification_warnings(splits: dict[str, dict], min_train_examples: int) -> list[str]:
-  """Too little training data, a class missing or rare in train, a small or empty dev."""
-  out = []
-  train = splits["train"]["rows_kept"]
-  if train < min_train_examples:
-    out.append(f"train has only {train} examples: fine-tuning usually needs hundreds to "
-               "thousands of good examples per task to beat a simple baseline; expect noisy "
-               "dev metrics and compare against the TF-IDF baseline in results.json.")
-  counts = splits["train"]["label_counts"]
-  if counts:
-    smallest = min(counts, key=counts.get)
-    largest = max(counts, key=counts.get)
-    empty = [label for label, n in counts.items() if n == 0]
-    if empty:
-      out.append(f"train has no examples of {', '.join(map(repr, empty))} (all dropped above): "
-                 "the model cannot learn these labels.")
-    elif counts[smallest] < IMBALANCE_RATIO * counts[largest]:
-      out.append(f"train is imbalanced: the smallest class {smallest!r} has "
-                 f"{counts[smallest]} examples, under {IMBALANCE_RATIO:.0%} of the largest "
-                 f"{largest!r} ({counts[largest]}); accuracy hides a weak minority class, "
-                 "so watch macro-F1.")
-  dev = splits["dev"]["rows_kept"]
-  if dev == 0:
-    out.append("dev is empty: there is nothing to evaluate or select checkpoints on; add a "
-               "dev file or set data.dev_fraction > 0.")
-  elif dev < MIN_DEV_EXAMPLES:
-    out.append(f"dev has only {_plural(dev, 'example')}: one example moves accuracy by "
-               f"{100 / dev:.1f} points, so small differences between runs are noise.")
-  return out
-
-
-def _plural(n: int, noun: str) -> str:
+def plural(n: int, noun: str) -> str:
+  """"1 row", "2 rows": `n` and the noun, plural unless n is 1."""
   return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _labels_line(counts: dict[str, int]) -> str:
-  total = sum(counts.values()) or 1
-  if len(counts) <= _MAX_LABELS_LISTED:
-    return ", ".join(f"{label} {n} ({n / total:.0%})" for label, n in counts.items())
-  smallest = min(counts, key=counts.get)
-  largest = max(counts, key=counts.get)
-  if counts[smallest] == counts[largest]:
-    return f"{len(counts)} labels, {counts[smallest]} each"
-  return (f"{len(counts)} labels, smallest {smallest} {counts[smallest]}, "
-          f"largest {largest} {counts[largest]}")
-
-
-# Each task's part of the printout: (the header's description, lines under the header,
-# lines under each split).
-def _classify_lines(report: dict):
-  settings = report["settings"]
-  head = (f"text column {settings['text_column']!r}, label column "
-          f"{settings['label_column']!r}: {report['num_labels']} labels")
-  per_split = lambda s: ([f"duplicates kept: {s['duplicates_kept']}"] * bool(s["duplicates_kept"])
-                         + [f"labels: {_labels_line(s['label_counts'])}"] * bool(s["examples"]))
-  return head, [], per_split
-
-
-def _lm_lines(report: dict):
-  head = f"format {report['format']!r}"
-  if report["format"] == "text":
-    head += f", one token stream cut into rows of {report['settings']['max_length']} tokens"
-  return head, [], lambda s: [f"{s['tokens']} tokens, {s['trained_tokens']} of them trained"]
-
-
-def _retrieval_lines(report: dict):
-  d, q, j = report["documents"], report["queries"], report["judgements"]
-  top = [f"  corpus  {d['read']} documents read -> {d['kept']} kept; words p50 "
-         f"{d['words']['p50']}, p90 {d['words']['p90']}, max {d['words']['max']}",
-         f"  queries {q['read']} read -> {q['kept']} kept; judgements {j['read']} read -> "
-         f"{j['kept']} kept; training pairs {report['train_pairs']}"]
-  per_split = lambda s: [f"{s['judgements']} judgements; relevant per query p50 "
-                         f"{s['relevant_per_query']['p50']}, max {s['relevant_per_query']['max']}"]
-  return f"format {report['format']!r}", top, per_split
-
-
-_TASK_LINES = {"classify": _classify_lines, "lm": _lm_lines, "retrieval": _retrieval_lines}
-
-
 def format_report(report: dict) -> str:
-  """A compact multi-line summary of any task's report, a few lines per split."""
-  head, top, per_split = _TASK_LINES[report["task"]](report)
+  """A compact multi-line summary of any task's report, a few lines per split; the task's
+  own lines come from its Task's report_lines."""
+  from fjft import tasks  # pylint: disable=g-import-not-at-top  # the tasks import fjft.data
+  head, top, per_split = tasks.get(report["task"]).report_lines(report)
   lines = [f"data: {report['source']} ({head})"] + top
   unsplit = dict(report["skipped"]["counts"])
   for name, split in report["splits"].items():

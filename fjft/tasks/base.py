@@ -108,3 +108,7 @@ class Task(Protocol):
 
   def exports(self) -> dict[str, Callable[[str, str], str]]:
     """format -> export(run_dir, out_dir) -> a message saying what was written."""
+
+  def report_lines(self, report: dict) -> tuple[str, list[str], Callable[[dict], list[str]]]:
+    """This task's part of the printed data report (fjft.data.report.format_report): the
+    header's description, the lines under the header, and split -> the lines under it."""

@@ -8,11 +8,11 @@ import jax
 from flax import nnx
 
 from fjft.data import batches as batches_lib
-from fjft.data.splits import load_classification_splits
 from fjft.models import adapters, encoders
 from fjft.parallel import mesh as mesh_lib
 from fjft.tasks.base import RunContext
 from fjft.tasks.classify import baseline as baseline_lib
+from fjft.tasks.classify import data as classify_data
 from fjft.tasks.classify import model as classify
 from fjft.tasks.classify.config import default_config
 from fjft.training.outputs import per_example_outputs
@@ -36,7 +36,7 @@ class ClassifyRun:
 
   def __init__(self, ctx: RunContext):
     config = self.config = ctx.config
-    self.splits = load_classification_splits(config.data)
+    self.splits = classify_data.load_classification_splits(config.data)
     self.report = self.splits.report
     self.labels = self.splits.labels
     index = {label: i for i, label in enumerate(self.labels)}
@@ -123,6 +123,7 @@ class ClassifyRun:
 class ClassifyTask:
   name = "classify"
   uses = {"predict": "python -m fjft.predict", "export": "python -m fjft.export"}
+  report_lines = staticmethod(classify_data.report_lines)
 
   def default_config(self):
     return default_config()
@@ -131,7 +132,7 @@ class ClassifyTask:
     return ClassifyRun(ctx)
 
   def plan_model(self, config):
-    labels = load_classification_splits(config.data).labels
+    labels = classify_data.load_classification_splits(config.data).labels
     model = build_model(config, encoders.load(config), len(labels))
     return model, adapters.trainable_regex(config, new=classify.HEAD_PATTERN)
 

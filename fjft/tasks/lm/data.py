@@ -9,7 +9,8 @@ that does not depend on row order (fjft.data.splits.hashed_choice).
 With data.drop_duplicates (the default), an example identical to an earlier one of its split
 (the same tokens and loss mask) is dropped from train and dev, and a train example also in
 dev or test, or a dev example also in test, is dropped; test is kept as it is. Each is
-counted in the data report (fjft.data.report).
+counted in the data report (fjft.data.report), whose LM keys are format and, per split,
+tokens and trained_tokens (printed by report_lines).
 """
 
 from __future__ import annotations
@@ -104,6 +105,14 @@ def _report(data_cfg, raw: dict[str, _Raw], out: dict[str, list[lm.LMExample]],
                                  settings=report_lib.settings_of(data_cfg), splits=splits,
                                  lengths=lengths, warnings=warnings, format=data_cfg.format)
 
+
+def report_lines(report: dict):
+  """The LM part of format_report: (the header's description, lines under the header,
+  split -> lines under it)."""
+  head = f"format {report['format']!r}"
+  if report["format"] == "text":
+    head += f", one token stream cut into rows of {report['settings']['max_length']} tokens"
+  return head, [], lambda s: [f"{s['tokens']} tokens, {s['trained_tokens']} of them trained"]
 
 
 def _read(path: str, cfg) -> _Raw:

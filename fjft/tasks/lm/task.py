@@ -200,6 +200,7 @@ class LMRun:
 class LMTask:
   name = "lm"
   uses = {"generate": "python -m fjft.generate", "export": "python -m fjft.export"}
+  report_lines = staticmethod(lm_data.report_lines)
 
   def default_config(self):
     return default_config()

@@ -14,6 +14,9 @@ query's, is dropped; test is kept as it is. Each is counted in the data report.
 Bad input (an empty document or query, a judgement naming an unknown query or document,
 a malformed line, a query left without relevant documents) stops with file and line, or
 with data.on_bad_row="skip" is skipped and counted in the data report.
+
+The report's retrieval keys: format, files, documents, queries, judgements, train_pairs;
+per split queries, judgements, relevant_per_query, query_words (printed by report_lines).
 """
 
 from __future__ import annotations
@@ -217,3 +220,16 @@ def _report(c: Collection, fmt: str, raw: formats.Raw, data_cfg, *, stats: reade
       queries={"read": len(raw.queries), "kept": len(c.queries)},
       judgements={"read": len(raw.judgements), "kept": sum(len(v) for v in c.qrels.values())},
       train_pairs=train_pairs)
+
+
+def report_lines(report: dict):
+  """Retrieval's part of format_report: (the header's description, lines under the header,
+  split -> lines under it)."""
+  d, q, j = report["documents"], report["queries"], report["judgements"]
+  top = [f"  corpus  {d['read']} documents read -> {d['kept']} kept; words p50 "
+         f"{d['words']['p50']}, p90 {d['words']['p90']}, max {d['words']['max']}",
+         f"  queries {q['read']} read -> {q['kept']} kept; judgements {j['read']} read -> "
+         f"{j['kept']} kept; training pairs {report['train_pairs']}"]
+  per_split = lambda s: [f"{s['judgements']} judgements; relevant per query p50 "
+                         f"{s['relevant_per_query']['p50']}, max {s['relevant_per_query']['max']}"]
+  return f"format {report['format']!r}", top, per_split

@@ -194,6 +194,7 @@ class RetrievalTask:
   name = "retrieval"
   uses = {"embed": "python -m fjft.embed", "search": "python -m fjft.search",
           "export": "python -m fjft.export"}
+  report_lines = staticmethod(ir_data.report_lines)
 
   def default_config(self):
     return default_config()
