@@ -73,6 +73,8 @@ def test_folder_with_three_splits(tmp_path):
   text = format_report(report)
   assert "train 20 read -> 20 kept" in text and "dev   2 read -> 2 kept" in text
   assert "words: p50 3" in text
+  # the header as fjft has always printed it (the quickstart's first report line)
+  assert text.startswith(f"data: {tmp_path} (text column 'text', label column 'label'): 2 labels\n")
 
 
 def test_validation_file_is_dev_and_test_is_optional(tmp_path):

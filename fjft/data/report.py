@@ -131,7 +131,7 @@ def format_report(report: dict) -> str:
   own lines come from its Task's report_lines."""
   from fjft import tasks  # pylint: disable=g-import-not-at-top  # the tasks import fjft.data
   head, top, per_split = tasks.get(report["task"]).report_lines(report)
-  lines = [f"data: {report['source']} ({head})"] + top
+  lines = [f"data: {report['source']} {head}"] + top
   unsplit = dict(report["skipped"]["counts"])
   for name, split in report["splits"].items():
     for reason, n in split["skipped"]["counts"].items():

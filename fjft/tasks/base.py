@@ -110,5 +110,5 @@ class Task(Protocol):
     """format -> export(run_dir, out_dir) -> a message saying what was written."""
 
   def report_lines(self, report: dict) -> tuple[str, list[str], Callable[[dict], list[str]]]:
-    """This task's part of the printed data report (fjft.data.report.format_report): the
-    header's description, the lines under the header, and split -> the lines under it."""
+    """This task's part of the printed data report (fjft.data.report.format_report): what
+    follows "data: <path> " on the header, the lines under it, and split -> its lines."""

@@ -359,11 +359,11 @@ def _labels_line(counts: dict[str, int]) -> str:
 
 
 def report_lines(report: dict):
-  """Classification's part of format_report: (the header's description, lines under the
-  header, split -> lines under it)."""
+  """Classification's part of format_report: (what follows "data: <path> " on the header,
+  lines under the header, split -> lines under it)."""
   settings = report["settings"]
-  head = (f"text column {settings['text_column']!r}, label column "
-          f"{settings['label_column']!r}: {report['num_labels']} labels")
+  head = (f"(text column {settings['text_column']!r}, label column "
+          f"{settings['label_column']!r}): {report['num_labels']} labels")
   per_split = lambda s: ([f"duplicates kept: {s['duplicates_kept']}"] * bool(s["duplicates_kept"])
                          + [f"labels: {_labels_line(s['label_counts'])}"] * bool(s["examples"]))
   return head, [], per_split

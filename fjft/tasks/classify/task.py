@@ -40,7 +40,7 @@ class ClassifyRun:
     self.report = self.splits.report
     self.labels = self.splits.labels
     index = {label: i for i, label in enumerate(self.labels)}
-    encoder = encoders.load(config)
+    encoder = encoders.load(config, ctx.mesh)   # each weight straight to its shard
     self.tokenizer, self.family = encoder.tokenizer, encoder.model_type
     self.encoded = {
         split: batches_lib.encode([e.text for e in exs], [index[e.label] for e in exs],

@@ -107,12 +107,12 @@ def _report(data_cfg, raw: dict[str, _Raw], out: dict[str, list[lm.LMExample]],
 
 
 def report_lines(report: dict):
-  """The LM part of format_report: (the header's description, lines under the header,
-  split -> lines under it)."""
+  """The LM part of format_report: (what follows "data: <path> " on the header, lines under
+  the header, split -> lines under it)."""
   head = f"format {report['format']!r}"
   if report["format"] == "text":
     head += f", one token stream cut into rows of {report['settings']['max_length']} tokens"
-  return head, [], lambda s: [f"{s['tokens']} tokens, {s['trained_tokens']} of them trained"]
+  return f"({head})", [], lambda s: [f"{s['tokens']} tokens, {s['trained_tokens']} of them trained"]
 
 
 def _read(path: str, cfg) -> _Raw:

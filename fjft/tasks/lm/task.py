@@ -85,7 +85,9 @@ class LMRun:
         raise ConfigError(f"config field eval.metrics: unknown metric {name!r} "
                           f"(known: {', '.join(gen_metrics.METRICS)})")
     m = config.model
-    self.lm = load_lm(m.name, scan_layers=m.scan_layers, remat=m.remat,
+    # each weight goes from the file straight to its shard of the mesh
+    self.lm = load_lm(m.name, mesh=ctx.mesh, rules=config.sharding_rules,
+                      scan_layers=m.scan_layers, remat=m.remat,
                       attention_impl=m.attention_impl or None)
     self.tokenizer, self.family = self.lm.tokenizer, self.lm.cfg.to_hf()["model_type"]
     self.splits = splits = lm_data.load_lm_splits(config.data, self.tokenizer)
@@ -215,7 +217,7 @@ class LMTask:
   def open_run(self, run_dir: str, info: dict, config: dict, *, merge: bool = True) -> LM:
     """The best checkpoint of a fine-tuned decoder, ready to generate: the architecture
     from model.json, the tokenizer from tokenizer/, the weights from checkpoints/best."""
-    family = registry.decoder_family(info["family"], run_dir)
+    family = registry.family_module(info["family"])
     cfg = family.Config.from_hf(info["hf_config"], **info.get("runtime", {}))
     structure = info.get("peft_structure")
     graphdef, params, best_step = opened.restore(

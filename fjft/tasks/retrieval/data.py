@@ -223,8 +223,8 @@ def _report(c: Collection, fmt: str, raw: formats.Raw, data_cfg, *, stats: reade
 
 
 def report_lines(report: dict):
-  """Retrieval's part of format_report: (the header's description, lines under the header,
-  split -> lines under it)."""
+  """Retrieval's part of format_report: (what follows "data: <path> " on the header, lines
+  under the header, split -> lines under it)."""
   d, q, j = report["documents"], report["queries"], report["judgements"]
   top = [f"  corpus  {d['read']} documents read -> {d['kept']} kept; words p50 "
          f"{d['words']['p50']}, p90 {d['words']['p90']}, max {d['words']['max']}",
@@ -232,4 +232,4 @@ def report_lines(report: dict):
          f"{j['kept']} kept; training pairs {report['train_pairs']}"]
   per_split = lambda s: [f"{s['judgements']} judgements; relevant per query p50 "
                          f"{s['relevant_per_query']['p50']}, max {s['relevant_per_query']['max']}"]
-  return f"format {report['format']!r}", top, per_split
+  return f"(format {report['format']!r})", top, per_split

@@ -45,7 +45,7 @@ class RetrievalRun:
     d = config.data
     self.data = data = ir_data.load_collection(d)
     self.report = data.report
-    encoder = encoders.load(config)
+    encoder = encoders.load(config, ctx.mesh)   # each weight straight to its shard
     self.tokenizer, self.family = encoder.tokenizer, encoder.model_type
     self.model = build_model(config, encoder)
     self.info = {"hf_config": encoder.cfg.to_hf(), "pooling": self.model.mode,
