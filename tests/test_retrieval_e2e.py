@@ -156,7 +156,6 @@ def test_embed_and_search_clis(search_run, tmp_path):
   assert lines[0]["hits"][0]["id"] == "doc4" and lines[1]["hits"][0]["id"] == "doc2"
 
 
-@pytest.mark.slow
 def test_wrong_tool_for_the_run_is_a_clear_error(search_run, tmp_path):
   config, workdir, _, _, _ = search_run
   run_dir = os.path.join(workdir, identity.run_name(config))
@@ -170,7 +169,6 @@ def test_wrong_tool_for_the_run_is_a_clear_error(search_run, tmp_path):
   assert "Traceback" not in out.stderr
 
 
-@pytest.mark.slow
 def test_sentence_transformers_export_parity(search_run, tmp_path):
   st = pytest.importorskip("sentence_transformers")
   from fjft.run import opened
