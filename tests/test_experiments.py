@@ -14,7 +14,7 @@ from fjft.config import experiment as config_lib
 from fjft.config import identity
 from fjft.sweeps import grid as sweeps
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import REPO
 FILES = sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "experiments", "*.py")))
 TASKS = ("classify", "lm", "retrieval")
 

@@ -13,7 +13,7 @@ from fjft.data.report import format_report
 from fjft.errors import ConfigError, DataError
 from fjft.tasks.classify.data import load_classification_splits
 
-SHARED_DATA = pathlib.Path(__file__).parents[2] / "shared" / "data"
+SHARED_DATA = pathlib.Path(__file__).parents[4] / "shared" / "data"
 
 
 def _cfg(path, **overrides):

@@ -14,7 +14,7 @@ from fjft.errors import FjftError
 from fjft.run import opened, runner
 from fjft.tasks.classify import use
 from fjft.tasks.retrieval import embedding
-from tests.test_lm_train_e2e import _chats, _config
+from tests.tasks.lm.test_train_e2e import _chats, _config
 
 
 def _as_old(run_dir: str, dest: str, edit) -> str:
@@ -64,7 +64,7 @@ def test_a_command_for_another_task_names_the_right_one(finished_run):
 
 @pytest.mark.slow
 def test_search_run_opens_to_embed_and_not_to_predict(tiny_bert_dir, tmp_path):
-  from tests.test_retrieval_e2e import tiny_config, write_beir
+  from tests.tasks.retrieval.test_train_e2e import tiny_config, write_beir
   c = tiny_config(tiny_bert_dir, write_beir(str(tmp_path / "beir")))
   run_dir = runner.run(c, str(tmp_path / "runs"), say=lambda s: None)["run_dir"]
   run = opened.open_run(run_dir, "embed")

@@ -10,7 +10,7 @@ from fjft.config import experiment as config_lib
 from fjft.config import identity
 from fjft.errors import ConfigError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import REPO
 QUICKSTART = os.path.join(REPO, "experiments", "quickstart.py")
 
 

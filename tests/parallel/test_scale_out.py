@@ -1,6 +1,6 @@
 """Scale-out: the same run on 8 devices under three meshes, and on 2 processes, as on one.
 
-The 8 devices are simulated CPU devices, in a subprocess (tests/scale_out_worker.py) so
+The 8 devices are simulated CPU devices, in a subprocess (tests/parallel/scale_out_worker.py) so
 the rest of the suite keeps one device; the 2 processes are real ones on localhost,
 joined by jax.distributed with gloo collectives, started by launch/multihost_local.sh.
 """
@@ -29,7 +29,7 @@ def eight_devices(tiny_bert_dir, tiny_llama_dir, tmp_path_factory):
   out = tmp / "out.json"
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
              JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
-  done = subprocess.run([sys.executable, os.path.join(REPO, "tests", "scale_out_worker.py"),
+  done = subprocess.run([sys.executable, os.path.join(REPO, "tests", "parallel", "scale_out_worker.py"),
                          tiny_bert_dir, tiny_llama_dir, str(tmp), str(out)],
                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

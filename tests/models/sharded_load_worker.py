@@ -1,7 +1,7 @@
 """Runs in a subprocess with 8 simulated CPU devices (tests/test_sharded_load.py); the rest
 of the suite keeps one device.
 
-    python tests/sharded_load_worker.py <tiny bert dir> <tiny llama dir> <out.json>
+    python tests/models/sharded_load_worker.py <tiny bert dir> <tiny llama dir> <out.json>
 
 Loads each model twice through fjft.models.registry.load: on one device, and onto an
 fsdp=8 mesh. After every param is created (the loader's on_param hook) it sums, per

@@ -19,7 +19,7 @@ from fjft.run import opened
 from fjft.run import runner
 from fjft.models.layers import lora
 from tests.conftest import REPO
-from tests.test_lm_train_e2e import _chats, _config
+from tests.tasks.lm.test_train_e2e import _chats, _config
 
 
 def _classify_config(model_dir, **fields):
@@ -208,7 +208,7 @@ def test_lora_search_run_embeds_merged_and_exports_a_feature_extraction_adapter(
   transformers = pytest.importorskip("transformers")
   peft = pytest.importorskip("peft")
   from fjft.tasks.retrieval import embedding
-  from tests.test_retrieval_e2e import tiny_config, write_beir
+  from tests.tasks.retrieval.test_train_e2e import tiny_config, write_beir
   c = tiny_config(tiny_bert_dir, write_beir(str(tmp_path / "beir")))
   for k, v in (("peft.method", "lora"), ("peft.rank", "4"), ("optim.lr", "1e-2")):
     config_lib.set_field(c, k, v)

@@ -1,7 +1,7 @@
 """Runs in a subprocess with 8 simulated CPU devices (tests/test_scale_out.py); the rest of
 the suite keeps one device.
 
-    python tests/scale_out_worker.py <tiny bert dir> <tiny llama dir> <workdir> <out.json>
+    python tests/parallel/scale_out_worker.py <tiny bert dir> <tiny llama dir> <workdir> <out.json>
 
 For an encoder classifier and a decoder LM (each built as its runner builds it, with
 dropout on), 5 train steps on one device and under data 8, fsdp 8 and data 2 x fsdp 2 x

@@ -1,6 +1,6 @@
 """Loading onto a mesh: each param goes from the file straight to its shards.
 
-In a subprocess with 8 simulated CPU devices (tests/sharded_load_worker.py), a tiny
+In a subprocess with 8 simulated CPU devices (tests/models/sharded_load_worker.py), a tiny
 random BERT and a tiny random Llama (HF folders, tests/conftest.py) are loaded by
 fjft.models.registry.load on one device and onto an fsdp=8 mesh. The worker samples,
 after every param the loader creates, the bytes of all live arrays' shards on each
@@ -22,7 +22,7 @@ def measured(tiny_bert_dir, tiny_llama_dir, tmp_path_factory):
   out = tmp_path_factory.mktemp("sharded_load") / "out.json"
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
              JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
-  done = subprocess.run([sys.executable, os.path.join(REPO, "tests", "sharded_load_worker.py"),
+  done = subprocess.run([sys.executable, os.path.join(REPO, "tests", "models", "sharded_load_worker.py"),
                          tiny_bert_dir, tiny_llama_dir, str(out)],
                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
