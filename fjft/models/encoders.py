@@ -42,7 +42,7 @@ def load(config, mesh=None) -> Encoder:
 
 def skeleton(info: dict) -> tuple[nnx.Module, Any]:
   """(the encoder a run's model.json describes, with its adapters; its Config)."""
-  family = registry.FAMILIES[info["family"]]
+  family = registry.family_module(info["family"])
   cfg = family.Config.from_hf(info["hf_config"])
   module = family.Model(cfg, rngs=nnx.Rngs(0))
   adapters.apply(module, info.get("peft_structure"))

@@ -65,13 +65,16 @@ def prompt_ids(tokenizer, rec: dict, use_template: bool) -> list[int]:
 
 
 def generate_batched(lm, ids: list[list[int]], where: list[str], batch_size: int,
-                     sampling: decoding.SamplingConfig) -> list[list[int]]:
+                     sampling: decoding.SamplingConfig, *, always_full: bool = False
+                     ) -> list[list[int]]:
   """The new tokens of each prompt, `batch_size` prompts at a time. A short last chunk is
-  filled with copies of its first prompt: same batch shape, so no second compile."""
+  filled with copies of its first prompt: same batch shape, so no second compile. With
+  `always_full` a lone short chunk is filled too (a run's evaluations generate for dev and
+  test sets of different sizes, each several times: one batch shape serves them all)."""
   out = []
   for start in range(0, len(ids), batch_size):
     chunk, at = ids[start:start + batch_size], where[start:start + batch_size]
-    fill = batch_size - len(chunk) if len(ids) > batch_size else 0
+    fill = batch_size - len(chunk) if always_full or len(ids) > batch_size else 0
     gens = decoding.generate(lm.graphdef, lm.params, lm.init_cache, chunk + [chunk[0]] * fill,
                              pad_id=lm.tokenizer.pad_id, stop_ids=lm.stop_ids(),
                              sampling=sampling, max_context=lm.max_context,

@@ -1,7 +1,7 @@
 """Pretrained decoder LMs ready to generate: the `LM` bundle the decoding code takes.
 
-`load_lm` is the old decoder loader, kept as a thin wrapper over
-fjft.models.registry.load until its callers move to it.
+`load_lm` is fjft.models.registry.load for a decoder, split into the graph and the params
+that generation and the LM task take.
 """
 
 from __future__ import annotations

@@ -69,8 +69,11 @@ def open_run(run_dir: str, use: str | None = None, *, merge: bool = True):
 
 
 def check_use(task, run_dir: str, use: str | None) -> None:
-  if use is not None and use not in task.uses:
-    commands = sorted(set(task.uses.values()))
+  """A command that calls into the task (predict, embed, search) needs the task to offer
+  that use by a method of the same name; generate and export need only the run."""
+  offered = use in task.uses and (use in ("generate", "export") or hasattr(task, use))
+  if use is not None and not offered:
+    commands = sorted({c for u, c in task.uses.items() if u != "export"})
     raise FjftError(f"--run: {run_dir} is a {task.name} run, which fjft.{use} does not open; "
                     f"use {' or '.join(commands)}")
 

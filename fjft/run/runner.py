@@ -18,12 +18,11 @@ from flax import nnx
 from fjft import tasks
 from fjft.config import experiment as config_lib
 from fjft.config import identity
-from fjft.data.report import format_report
 from fjft.models import adapters
 from fjft.run import rundir
-from fjft.run.start import open_run
+from fjft.run.start import begin_run
 from fjft.tasks.base import RunContext
-from fjft.training.checkpoint import abstract_like, restore_best_params
+from fjft.training.checkpoint import RunCheckpoints, abstract_like, restore_best_params
 from fjft.training.logging import RunLogger
 from fjft.training.loop import train_loop
 from fjft.training.state import place_params, prepare_training
@@ -33,14 +32,12 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   """Trains (or resumes) `config`'s run under `workdir`; returns its results (a finished
   run's results are returned as they are, unless `rerun`)."""
   task = tasks.get(config.get("task"))
-  run_dir, finished, mesh = open_run(config, workdir, rerun, say)
+  run_dir, finished, mesh = begin_run(config, workdir, rerun, say)
   if finished is not None:
     return finished
   started = time.time()
   ctx = RunContext(config, run_dir, mesh, say)
   job = task.start(ctx)
-  say(format_report(job.report))
-  ctx.write("data_report.json", job.report)
   if jax.process_index() == 0:
     job.tokenizer.save(os.path.join(run_dir, "tokenizer"))
   ctx.write("model.json", dict(job.info, task=task.name, family=job.family,
@@ -51,11 +48,17 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   job.model = None   # the params live on in `params` only, and move to the mesh next
   params = place_params(params, mesh, config.sharding_rules, say)
   apply_fn = job.apply_fn(graphdef)
-  baselines = job.baselines(ctx, params)
+  baselines = job.baselines(ctx, params)   # cached in the run dir: computed before any step
+  # Made here, on every process at the same point (Orbax syncs the hosts as it opens them).
+  checkpoints = RunCheckpoints(run_dir, config.train.keep_checkpoints)
+  if checkpoints.latest_step() is not None:
+    # Resuming: the state is restored straight into this layout, so keep only the shapes
+    # and shardings of the pretrained params, not a second copy of them.
+    params = abstract_like(params)
   training = prepare_training(config, params, run_dir, apply_fn, job.loss_fn, say, mesh,
-                              only=job.trainable)
-  del params   # the train state holds the params from here (restored ones when resuming)
-  state, checkpoints = training.state, training.checkpoints
+                              only=job.trainable, checkpoints=checkpoints)
+  del params   # the train state holds the params from here
+  state = training.state
   batches = job.batches()
 
   logger = RunLogger(run_dir, config.train.steps, int(state.step), config.train.progress)

@@ -17,7 +17,7 @@ from fjft.parallel import mesh as mesh_lib
 from fjft.run import rundir
 
 
-def open_run(config, workdir: str, rerun: bool, say) -> tuple[str, dict | None, Any]:
+def begin_run(config, workdir: str, rerun: bool, say) -> tuple[str, dict | None, Any]:
   """(run dir, its results if it already finished, mesh); the mesh is None when finished."""
   check_attention_impl(config.model.attention_impl, config.model.compute_dtype)
   run_dir, finished = start_run(config, workdir, rerun, say)

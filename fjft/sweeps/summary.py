@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 
+from fjft.training.loop import LOWER_IS_BETTER
 from fjft.config import experiment as config_lib
 from fjft.run import rundir
 
@@ -40,8 +41,12 @@ def collect(plan, outcomes: dict[int, dict]) -> list[dict]:
 
 
 def best(rows: list[dict], metric: str) -> dict | None:
+  """The run with the best dev `metric` (the lowest for a loss or perplexity)."""
   scored = [r for r in rows if r.get(f"best_dev_{metric}") is not None]
-  return max(scored, key=lambda r: r[f"best_dev_{metric}"]) if scored else None
+  if not scored:
+    return None
+  pick = min if metric in LOWER_IS_BETTER else max
+  return pick(scored, key=lambda r: r[f"best_dev_{metric}"])
 
 
 def _cell(v) -> str:

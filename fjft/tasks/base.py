@@ -13,8 +13,10 @@ import dataclasses
 import os
 from typing import Any, Callable, Protocol
 
+from fjft.errors import ConfigError
 from fjft.parallel import mesh as mesh_lib
 from fjft.run import rundir
+from fjft.training.loop import improves
 
 
 @dataclasses.dataclass
@@ -29,6 +31,13 @@ class RunContext:
     """A host batch as global arrays laid out on the mesh (each host sends its rows)."""
     return mesh_lib.global_batch(batch, self.mesh, self.config.sharding_rules)
 
+  def report(self, report: dict) -> None:
+    """Prints the data report and writes it to <run>/data_report.json: a task calls this as
+    soon as its data is read, so data problems show before the model loads."""
+    from fjft.data.report import format_report
+    self.say(format_report(report))
+    self.write("data_report.json", report)
+
   def write(self, name: str, obj) -> None:
     rundir.write_json(os.path.join(self.run_dir, name), obj)
 
@@ -40,6 +49,32 @@ class RunContext:
     value = compute()
     self.write(name, value)
     return value
+
+
+def check_metric(config, available) -> None:
+  """train.metric must be one of the dev metrics the task computes: said before anything
+  is read or trained, not at the first evaluation."""
+  if config.train.metric not in available:
+    raise ConfigError(f"config field train.metric={config.train.metric!r} is not a dev metric "
+                      f"of this run (it computes {', '.join(available)})")
+
+
+class BestByStep:
+  """What the best dev evaluation so far produced (corpus embeddings, generated replies),
+  kept by its step under the loop's rule (the first step to reach the best value wins), so
+  the final report reuses it when that step is the best checkpoint's."""
+
+  def __init__(self, metric: str):
+    self.metric, self.step, self.value, self.kept = metric, None, None, None
+
+  def offer(self, step: int | None, metrics: dict, kept) -> None:
+    if step is not None and (self.step is None
+                             or improves(self.metric, metrics[self.metric], self.value)):
+      self.step, self.value, self.kept = step, metrics[self.metric], kept
+
+  def at(self, step: int):
+    """What was kept for `step`, or None when another step's (or nothing) is kept."""
+    return self.kept if self.step == step and self.step is not None else None
 
 
 class Batches(Protocol):
@@ -55,7 +90,6 @@ class TaskRun(Protocol):
   model: Any            # nnx.Module: the pretrained body with the task's heads and adapters
   family: str           # the pretrained model's HF model_type
   info: dict            # model.json's task-specific fields (hf_config, labels, lengths ...)
-  report: dict          # the data report (fjft.data.report)
   tokenizer: Any
   trainable: str        # regex of the params a LoRA run trains ("" for all)
 
@@ -108,6 +142,14 @@ class Task(Protocol):
 
   def exports(self) -> dict[str, Callable[[str, str], str]]:
     """format -> export(run_dir, out_dir) -> a message saying what was written."""
+
+  # Uses a task offers by a method of the same name, when it lists them in `uses` (the
+  # commands fjft.predict, fjft.embed and fjft.search call these on the opened run):
+  #   predict(run, input_path, output_path, *, text_column, batch_size, label_column,
+  #           label_map) -> lines to print
+  #   embed(run, texts, batch_size, kind) -> [len(texts), dim] float32 array
+  #   search(run, *, corpus, queries, k, hybrid, text_column, title_column, id_column,
+  #          batch_size, output) -> None (prints the hits)
 
   def report_lines(self, report: dict) -> tuple[str, list[str], Callable[[dict], list[str]]]:
     """This task's part of the printed data report (fjft.data.report.format_report): what

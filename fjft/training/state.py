@@ -13,6 +13,7 @@ import optax
 
 from fjft.parallel import mesh as mesh_lib
 from fjft.training import optim
+from fjft.errors import CheckpointError
 from fjft.training.checkpoint import RunCheckpoints, abstract_like
 from fjft.training.loop import LoopState
 from fjft.training.step import TrainState, init_opt_state, make_train_step
@@ -38,7 +39,8 @@ def place_params(params, mesh, rules, say):
 
 
 def prepare_training(config, params, run_dir: str, apply_fn: Callable, loss_fn: Callable,
-                     say, mesh, *, only: str = "") -> Training:
+                     say, mesh, *, only: str = "", checkpoints: RunCheckpoints | None = None
+                     ) -> Training:
   """The optimizer over the trainable params (optim.freeze; with `only`, just the params it
   matches, e.g. LoRA adapters and a new head), the train state, resumed from the run's last
   checkpoint when there is one, and the jitted train step.
@@ -46,8 +48,8 @@ def prepare_training(config, params, run_dir: str, apply_fn: Callable, loss_fn: 
   `params` are placed on `mesh` (place_params); the optimizer state is laid out like the
   params it tracks (split over fsdp with them), and the step keeps every layout in place.
   A resumed state is restored straight into that layout: no fresh state is built beside it,
-  so after this the caller should drop its own reference to `params` (they are only read
-  for their shapes and shardings then).
+  and `params` may then be abstract (fjft.training.checkpoint.abstract_like), so that no
+  second copy of the params is held while the checkpoint is read.
   """
   trainable = optim.trainable_mask(params, config.optim.get("freeze", ""), only)
   trained = optim.split_trainable(params, trainable)[0]
@@ -66,11 +68,15 @@ def prepare_training(config, params, run_dir: str, apply_fn: Callable, loss_fn: 
   say(f"per device: params {size(mesh_lib.bytes_per_device(abstract.params))}, optimizer "
       f"state {size(mesh_lib.bytes_per_device(abstract.opt_state))} (of "
       f"{size(_bytes(abstract.params))} and {size(_bytes(abstract.opt_state))} in all)")
-  checkpoints = RunCheckpoints(run_dir, config.train.keep_checkpoints)
+  if checkpoints is None:
+    checkpoints = RunCheckpoints(run_dir, config.train.keep_checkpoints)
   loop_state = LoopState()
   latest = checkpoints.latest_step()
   counts = {"trainable": optim.count(params, trainable), "total": optim.count(params)}
   if latest is None:
+    if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(params)):
+      raise CheckpointError(f"{run_dir}: its last checkpoint is gone, and there are no "
+                            "params to start from; run the command again")
     state = TrainState(step=jax.device_put(jnp.zeros((), jnp.int32), everywhere), params=params,
                        opt_state=init_opt_state(optimizer, params, trainable, opt_shardings))
   else:

@@ -4,12 +4,10 @@ run) its adapter and head in the PEFT format."""
 from __future__ import annotations
 
 import numpy as np
-from flax import nnx
-
 from fjft.errors import FjftError
 from fjft.models import registry
 from fjft.run import opened
-from fjft.weights import peft_export
+from fjft.tasks import peft_export
 from fjft.weights.hf_dir import write_hf_dir
 
 # transformers' class for a classification head on each encoder family.
@@ -35,7 +33,7 @@ def export_hf(run_dir: str, out_dir: str) -> str:
   family_name = run.info["family"]
   if family_name not in HF_CLASSIFIER:
     raise FjftError(f"export: no Hugging Face classifier class known for family {family_name!r}")
-  family = registry.FAMILIES[family_name]
+  family = registry.family_module(family_name)
   cfg = family.Config.from_hf(run.info["hf_config"])
   tensors = family.to_hf_state_dict(cfg, run.params["encoder"])
   head = run.params["classifier"]
@@ -54,16 +52,8 @@ def export_hf(run_dir: str, out_dir: str) -> str:
 
 def export_peft(run_dir: str, out_dir: str) -> str:
   """Writes a LoRA run's adapter and its new head (modules_to_save) in the PEFT format."""
-  info = opened.read_info(run_dir)
-  check_hf_head(run_dir, info)
-  peft_export.check_is_lora(run_dir, info)
-  run = opened.open_run(run_dir, merge=False)
-  family = registry.FAMILIES[info["family"]]
-  cfg = family.Config.from_hf(info["hf_config"])
-  whole = nnx.merge(run.graphdef, run.params)
-  extra = {"classifier.weight": np.asarray(whole.classifier.kernel[...]).T,
-           "classifier.bias": np.asarray(whole.classifier.bias[...])}
-  base = registry.resolve(run.config["model"]["name"]).path
-  return peft_export.export_adapter(out_dir, whole.encoder, family,
-                                    family.hf_linear_names(cfg, prefixed=True),
-                                    info["peft_structure"], "SEQ_CLS", base, run.tokenizer, extra)
+  check_hf_head(run_dir, opened.read_info(run_dir))
+  return peft_export.export_encoder_adapter(
+      run_dir, out_dir, "SEQ_CLS", prefixed=True,
+      head=lambda model: {"classifier.weight": np.asarray(model.classifier.kernel[...]).T,
+                          "classifier.bias": np.asarray(model.classifier.bias[...])})

@@ -10,7 +10,7 @@ from flax import nnx
 from fjft.data import batches as batches_lib
 from fjft.models import adapters, encoders
 from fjft.parallel import mesh as mesh_lib
-from fjft.tasks.base import RunContext
+from fjft.tasks.base import RunContext, check_metric
 from fjft.tasks.classify import baseline as baseline_lib
 from fjft.tasks.classify import data as classify_data
 from fjft.tasks.classify import model as classify
@@ -36,8 +36,9 @@ class ClassifyRun:
 
   def __init__(self, ctx: RunContext):
     config = self.config = ctx.config
+    check_metric(config, ("accuracy", "macro_f1"))
     self.splits = classify_data.load_classification_splits(config.data)
-    self.report = self.splits.report
+    ctx.report(self.splits.report)   # before the model is read: data problems show first
     self.labels = self.splits.labels
     index = {label: i for i, label in enumerate(self.labels)}
     encoder = encoders.load(config, ctx.mesh)   # each weight straight to its shard

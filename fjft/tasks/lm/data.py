@@ -79,7 +79,8 @@ def load_lm_splits(data_cfg, tokenizer) -> LMSplits:
                  if lm.check_length(ex, data_cfg.max_length, on_bad_row=data_cfg.on_bad_row,
                                     stats=raw[name].stats) is not None]
   removed = {name: readers.BadRowStats() for name in out}
-  if getattr(data_cfg, "drop_duplicates", True):
+  # A config.json written before the field existed lacks it, and meant no dedup.
+  if getattr(data_cfg, "drop_duplicates", False):
     out = dedup.dedup_splits(out, lambda ex: (ex.ids.tobytes(), ex.loss_mask.tobytes()),
                              lambda ex: ex.where, removed)
   for name, kept in out.items():

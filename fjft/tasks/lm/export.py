@@ -7,7 +7,7 @@ from flax import nnx
 
 from fjft.models.hf_export import export_decoder
 from fjft.run import opened
-from fjft.weights import peft_export
+from fjft.tasks import peft_export
 
 
 def export_hf(run_dir: str, out_dir: str) -> str:

@@ -4,6 +4,7 @@ pretrained model before fine-tuning, scored on the same splits."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
@@ -20,11 +21,10 @@ from fjft.models.pretrained import LM, load_lm
 from fjft.models.tokenizer import Tokenizer
 from fjft.parallel import mesh as mesh_lib
 from fjft.run import opened
-from fjft.tasks.base import RunContext
+from fjft.tasks.base import BestByStep, RunContext, check_metric
 from fjft.tasks.lm import data as lm_data
 from fjft.tasks.lm import loss as lm_loss
 from fjft.tasks.lm.config import default_config
-from fjft.training.loop import improves
 
 
 def build_model(config, lm: LM) -> nnx.Module:
@@ -84,6 +84,8 @@ class LMRun:
       if name not in gen_metrics.METRICS:
         raise ConfigError(f"config field eval.metrics: unknown metric {name!r} "
                           f"(known: {', '.join(gen_metrics.METRICS)})")
+    check_metric(config, ["loss", "perplexity"]
+                 + (self.metric_names if config.eval.generate else []))
     m = config.model
     # each weight goes from the file straight to its shard of the mesh
     self.lm = load_lm(m.name, mesh=ctx.mesh, rules=config.sharding_rules,
@@ -91,7 +93,7 @@ class LMRun:
                       attention_impl=m.attention_impl or None)
     self.tokenizer, self.family = self.lm.tokenizer, self.lm.cfg.to_hf()["model_type"]
     self.splits = splits = lm_data.load_lm_splits(config.data, self.tokenizer)
-    self.report = splits.report
+    ctx.report(splits.report)
     arrange = packing.pack if config.data.pack else packing.one_per_row
     self.rows = {name: arrange(getattr(splits, name), config.data.max_length,
                                self.tokenizer.pad_id) for name in ("train", "dev", "test")}
@@ -99,6 +101,8 @@ class LMRun:
                  # the parameter layout depends on these (scanned layers are stacked)
                  "runtime": {"scan_layers": m.scan_layers, "remat": m.remat}}
     self.model = build_model(config, self.lm)
+    # the params live on in self.model only (the runner places them and lets go of them)
+    self.lm = dataclasses.replace(self.lm, params=None)
     self.trainable = adapters.trainable_regex(config)
     self.prompts = {}
     if self.metric_names and config.eval.generate:
@@ -108,9 +112,9 @@ class LMRun:
                                             temperature=0.0)
     self.to_device, self.mesh, self.say = ctx.to_device, ctx.mesh, ctx.say
     self.samples: dict[str, list] = {}    # what the last evaluation of each split generated
-    # (step, metric, replies) of the best dev evaluation so far: the best checkpoint's dev
-    # scores and replies are then not generated again at the end (minutes on a CPU)
-    self.best_dev: tuple[int, float, dict, list | None] | None = None
+    # the best dev evaluation's scores and replies: the best checkpoint's are then not
+    # generated again at the end (minutes on a CPU)
+    self.best_dev = BestByStep(config.train.metric)
 
   def apply_fn(self, graphdef):
     self.graphdef = graphdef
@@ -136,7 +140,7 @@ class LMRun:
       ids, references, where = self.prompts[split]
       lm = LM(self.lm.family, self.lm.cfg, self.graphdef, params, self.tokenizer, self.lm.source)
       generated = generation.generate_batched(lm, ids, where, self.config.eval.batch_size,
-                                              self.sampling)
+                                              self.sampling, always_full=True)
       hypotheses = [self.tokenizer.decode(g).strip() for g in generated]
       out.update(gen_metrics.score(self.metric_names, hypotheses, references))
       self.samples[split] = [{"where": w, "reference": r, "generated": h}
@@ -154,17 +158,15 @@ class LMRun:
 
   def evaluate(self, params, split: str, step: int | None = None) -> dict:
     out = self._score(params, split)
-    metric = self.config.train.metric
-    if step is not None and (self.best_dev is None
-                             or improves(metric, out[metric], self.best_dev[1])):
-      self.best_dev = (step, out[metric], out, self.samples.get(split))
+    self.best_dev.offer(step, out, (out, self.samples.get(split)))
     return out
 
   def finish(self, ctx: RunContext, params, best_step: int) -> dict:
-    if self.best_dev is not None and self.best_dev[0] == best_step:
-      dev = self.best_dev[2]
-      if self.best_dev[3] is not None:
-        self.samples["dev"] = self.best_dev[3]
+    kept = self.best_dev.at(best_step)
+    if kept is not None:
+      dev, replies = kept
+      if replies is not None:
+        self.samples["dev"] = replies
     else:   # the best step was evaluated before a resume
       dev = self._score(params, "dev")
     out = {"dev": dev, "test": self._score(params, "test")}

@@ -120,7 +120,8 @@ def load_collection(data_cfg: Any) -> Collection:
                           split_of=split_of, negatives=negatives, report={})
   assigned = {split: len(collection.split_queries(split)) for split in SPLITS}
   removed = {split: readers.BadRowStats() for split in SPLITS}
-  if getattr(data_cfg, "drop_duplicates", True):
+  # A config.json written before the field existed lacks it, and meant no dedup.
+  if getattr(data_cfg, "drop_duplicates", False):
     _drop_duplicates(collection, query_where, removed)
   collection.report = _report(collection, fmt, raw, data_cfg, stats=stats, assigned=assigned,
                               removed=removed)

@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import os
 
-from flax import nnx
-
 from fjft.models import registry
 from fjft.run import opened
-from fjft.weights import peft_export
+from fjft.tasks import peft_export
 from fjft.weights.hf_dir import write_hf_dir
 
 # transformers' bare encoder class for each family (what sentence-transformers loads).
@@ -22,7 +20,7 @@ def export_sentence_transformers(run_dir: str, out_dir: str) -> str:
   modules.json, the pooling config and, when the run normalises, a Normalize module."""
   run = opened.open_run(run_dir)
   info = run.info
-  family = registry.FAMILIES[info["family"]]
+  family = registry.family_module(info["family"])
   cfg = family.Config.from_hf(info["hf_config"])
   tensors = family.to_hf_state_dict(cfg, run.params["encoder"])
   write_hf_dir(out_dir, dict(info["hf_config"], architectures=[HF_ENCODER[info["family"]]]),
@@ -54,14 +52,5 @@ def export_sentence_transformers(run_dir: str, out_dir: str) -> str:
 
 def export_peft(run_dir: str, out_dir: str) -> str:
   """Writes a LoRA run's adapter in the PEFT format (task type FEATURE_EXTRACTION)."""
-  info = opened.read_info(run_dir)
-  peft_export.check_is_lora(run_dir, info)
-  run = opened.open_run(run_dir, merge=False)
-  family = registry.FAMILIES[info["family"]]
-  cfg = family.Config.from_hf(info["hf_config"])
-  encoder = nnx.merge(run.graphdef, run.params).encoder
-  base = registry.resolve(run.config["model"]["name"]).path
-  return peft_export.export_adapter(out_dir, encoder, family,
-                                    family.hf_linear_names(cfg, prefixed=False),
-                                    info["peft_structure"], "FEATURE_EXTRACTION", base,
-                                    run.tokenizer)
+  return peft_export.export_encoder_adapter(run_dir, out_dir, "FEATURE_EXTRACTION",
+                                            prefixed=False)

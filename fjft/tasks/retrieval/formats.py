@@ -182,7 +182,7 @@ def _read_pairs(path: str, data_cfg, bad) -> Raw:
   doc_id_of: dict[str, str] = {}
   query_id_of: dict[tuple[str, str], str] = {}
   # a query text in two files: two queries (the overlap is dropped later), else an error
-  by_split = len(files) > 1 and getattr(data_cfg, "drop_duplicates", True)
+  by_split = len(files) > 1 and getattr(data_cfg, "drop_duplicates", False)
 
   def doc(text: str, where: str) -> str:
     text = normalize_text(text)

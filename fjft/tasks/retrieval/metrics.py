@@ -49,6 +49,9 @@ def average_precision(ranked: list, gains: dict, depth: int = MAP_DEPTH) -> floa
   return total / len(relevant) if relevant else 0.0
 
 
+NAMES = (f"ndcg@{NDCG_K}", f"mrr@{MRR_K}", f"recall@{RECALL_K}", "map")
+
+
 def evaluate(run: dict, qrels: dict) -> dict:
   """{"ndcg@10", "mrr@10", "recall@100", "map"}: means over the judged queries."""
   judged = [q for q, gains in qrels.items() if any(g > 0 for g in gains.values())]

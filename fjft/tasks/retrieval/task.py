@@ -13,7 +13,7 @@ from flax import nnx
 
 from fjft.data import batches as batches_lib
 from fjft.models import adapters, encoders
-from fjft.tasks.base import RunContext
+from fjft.tasks.base import BestByStep, RunContext, check_metric
 from fjft.tasks.retrieval import data as ir_data
 from fjft.tasks.retrieval import embedding
 from fjft.tasks.retrieval import metrics as ir_metrics
@@ -22,7 +22,6 @@ from fjft.tasks.retrieval.bm25 import BM25
 from fjft.tasks.retrieval.config import default_config
 from fjft.tasks.retrieval.pairs import PairBatches
 from fjft.tasks.retrieval.ranking import reciprocal_rank_fusion, top_k, top_k_of_scores
-from fjft.training.loop import improves
 
 
 def build_model(config, encoder: encoders.Encoder) -> retrieval.Embedder:
@@ -42,9 +41,10 @@ class RetrievalRun:
 
   def __init__(self, ctx: RunContext):
     config = self.config = ctx.config
+    check_metric(config, ir_metrics.NAMES)
     d = config.data
     self.data = data = ir_data.load_collection(d)
-    self.report = data.report
+    ctx.report(data.report)   # before the model is read: data problems show first
     encoder = encoders.load(config, ctx.mesh)   # each weight straight to its shard
     self.tokenizer, self.family = encoder.tokenizer, encoder.model_type
     self.model = build_model(config, encoder)
@@ -73,7 +73,7 @@ class RetrievalRun:
     # The corpus embeddings of the best dev evaluation so far, by step: the final report
     # uses them when that step is the best checkpoint's (embedding the corpus again costs
     # a minute or more on a CPU).
-    self.best_docs: tuple[int, float, np.ndarray] | None = None
+    self.best_docs = BestByStep(config.train.metric)
     self.pairs = None
 
   def apply_fn(self, graphdef):
@@ -142,16 +142,12 @@ class RetrievalRun:
   def evaluate(self, params, split: str, step: int | None = None) -> dict:
     docs = self._embed_corpus(params)
     metrics = ir_metrics.evaluate(self._rank(params, split, docs), self.data.split_qrels(split))
-    metric = self.config.train.metric
-    if step is not None and (self.best_docs is None
-                             or improves(metric, metrics[metric], self.best_docs[1])):
-      self.best_docs = (step, metrics[metric], docs)
+    self.best_docs.offer(step, metrics, docs)
     return metrics
 
   def finish(self, ctx: RunContext, params, best_step: int) -> dict:
-    if self.best_docs is not None and self.best_docs[0] == best_step:
-      docs = self.best_docs[2]
-    else:   # the best step was evaluated before a resume
+    docs = self.best_docs.at(best_step)
+    if docs is None:   # the best step was evaluated before a resume
       docs = self._embed_corpus(params)
     out: dict = {"dev": {}, "hybrid": {}}
     for s in self.splits:
