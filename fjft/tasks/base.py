@@ -123,6 +123,28 @@ class TaskRun(Protocol):
     """Task-specific entries of results.json (e.g. tokens per second)."""
 
 
+class TaskBase:
+  """What every task's Task class does the same way: its defaults and its runs come from
+  the two names it sets (`default_config = staticmethod(...)`, `run_class = <its TaskRun>`)."""
+  run_class: type
+
+  def start(self, ctx: RunContext):
+    return self.run_class(ctx)
+
+
+class EncoderTask(TaskBase):
+  """A task whose model is a pretrained encoder under a head: a finished run opens by
+  rebuilding `skeleton(info)` from model.json and restoring the best params into it."""
+
+  @staticmethod
+  def skeleton(info: dict):
+    raise NotImplementedError
+
+  def open_run(self, run_dir: str, info: dict, config: dict, *, merge: bool = True):
+    from fjft.run.opened import open_encoder_run
+    return open_encoder_run(run_dir, info, config, lambda: self.skeleton(info), merge=merge)
+
+
 class Task(Protocol):
   name: str
   # What can open a finished run of this task: use -> the command line that does it, e.g.

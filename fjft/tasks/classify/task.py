@@ -10,7 +10,7 @@ from flax import nnx
 from fjft.data import batches as batches_lib
 from fjft.models import adapters, encoders
 from fjft.parallel import mesh as mesh_lib
-from fjft.tasks.base import RunContext, check_metric
+from fjft.tasks.base import EncoderTask, RunContext, check_metric
 from fjft.tasks.classify import baseline as baseline_lib
 from fjft.tasks.classify import data as classify_data
 from fjft.tasks.classify import model as classify
@@ -121,25 +121,27 @@ class ClassifyRun:
     return {}
 
 
-class ClassifyTask:
+def skeleton(info: dict) -> classify.Classifier:
+  """The run's classifier with the right shapes, without reading pretrained weights."""
+  encoder, cfg = encoders.skeleton(info)
+  return classify.Classifier(encoder, cfg.hidden_size, len(info["labels"]), 0.0,
+                             rngs=nnx.Rngs(0), pooling=info.get("pooling", "pooler"))
+
+
+class ClassifyTask(EncoderTask):
   name = "classify"
   uses = {"predict": "python -m fjft.predict", "export": "python -m fjft.export"}
   report_lines = staticmethod(classify_data.report_lines)
 
-  def default_config(self):
-    return default_config()
-
-  def start(self, ctx: RunContext) -> ClassifyRun:
-    return ClassifyRun(ctx)
+  default_config = staticmethod(default_config)
+  run_class = ClassifyRun
+  skeleton = staticmethod(skeleton)
 
   def plan_model(self, config):
     labels = classify_data.load_classification_splits(config.data).labels
     model = build_model(config, encoders.load(config), len(labels))
     return model, adapters.trainable_regex(config, new=classify.HEAD_PATTERN)
 
-  def open_run(self, run_dir: str, info: dict, config: dict, *, merge: bool = True):
-    from fjft.run.opened import open_encoder_run
-    return open_encoder_run(run_dir, info, config, lambda: skeleton(info), merge=merge)
 
   def exports(self) -> dict:
     from fjft.tasks.classify import export
@@ -149,13 +151,6 @@ class ClassifyTask:
     """`python -m fjft.predict`: see fjft.tasks.classify.use.predict_file."""
     from fjft.tasks.classify import use
     return use.predict_file(run, input_path, output_path, **options)
-
-
-def skeleton(info: dict) -> classify.Classifier:
-  """The run's classifier with the right shapes, without reading pretrained weights."""
-  encoder, cfg = encoders.skeleton(info)
-  return classify.Classifier(encoder, cfg.hidden_size, len(info["labels"]), 0.0,
-                             rngs=nnx.Rngs(0), pooling=info.get("pooling", "pooler"))
 
 
 TASK = ClassifyTask()

@@ -21,7 +21,7 @@ from fjft.models.pretrained import LM, load_lm
 from fjft.models.tokenizer import Tokenizer
 from fjft.parallel import mesh as mesh_lib
 from fjft.run import opened
-from fjft.tasks.base import BestByStep, RunContext, check_metric
+from fjft.tasks.base import BestByStep, RunContext, TaskBase, check_metric
 from fjft.tasks.lm import data as lm_data
 from fjft.tasks.lm import loss as lm_loss
 from fjft.tasks.lm.config import default_config
@@ -201,16 +201,13 @@ class LMRun:
     return {"train_tokens_per_s": results["train_examples_per_s"] * self.config.data.max_length}
 
 
-class LMTask:
+class LMTask(TaskBase):
   name = "lm"
   uses = {"generate": "python -m fjft.generate", "export": "python -m fjft.export"}
   report_lines = staticmethod(lm_data.report_lines)
 
-  def default_config(self):
-    return default_config()
-
-  def start(self, ctx: RunContext) -> LMRun:
-    return LMRun(ctx)
+  default_config = staticmethod(default_config)
+  run_class = LMRun
 
   def plan_model(self, config):
     lm = load_lm(config.model.name, scan_layers=config.model.scan_layers)

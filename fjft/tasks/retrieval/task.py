@@ -13,7 +13,7 @@ from flax import nnx
 
 from fjft.data import batches as batches_lib
 from fjft.models import adapters, encoders
-from fjft.tasks.base import BestByStep, RunContext, check_metric
+from fjft.tasks.base import BestByStep, EncoderTask, RunContext, check_metric
 from fjft.tasks.retrieval import data as ir_data
 from fjft.tasks.retrieval import embedding
 from fjft.tasks.retrieval import metrics as ir_metrics
@@ -186,24 +186,25 @@ class RetrievalRun:
     return {}
 
 
-class RetrievalTask:
+def skeleton(info: dict) -> retrieval.Embedder:
+  """The run's embedder with the right shapes, without reading pretrained weights."""
+  encoder, _ = encoders.skeleton(info)
+  return retrieval.Embedder(encoder, info["pooling"], info["normalize"])
+
+
+class RetrievalTask(EncoderTask):
   name = "retrieval"
   uses = {"embed": "python -m fjft.embed", "search": "python -m fjft.search",
           "export": "python -m fjft.export"}
   report_lines = staticmethod(ir_data.report_lines)
 
-  def default_config(self):
-    return default_config()
-
-  def start(self, ctx: RunContext) -> RetrievalRun:
-    return RetrievalRun(ctx)
+  default_config = staticmethod(default_config)
+  run_class = RetrievalRun
+  skeleton = staticmethod(skeleton)
 
   def plan_model(self, config):
     return build_model(config, encoders.load(config)), adapters.trainable_regex(config)
 
-  def open_run(self, run_dir: str, info: dict, config: dict, *, merge: bool = True):
-    from fjft.run.opened import open_encoder_run
-    return open_encoder_run(run_dir, info, config, lambda: skeleton(info), merge=merge)
 
   def exports(self) -> dict:
     from fjft.tasks.retrieval import export
@@ -216,12 +217,6 @@ class RetrievalTask:
     """`python -m fjft.search`: see fjft.tasks.retrieval.search.search."""
     from fjft.tasks.retrieval import search
     search.search(run, **options)
-
-
-def skeleton(info: dict) -> retrieval.Embedder:
-  """The run's embedder with the right shapes, without reading pretrained weights."""
-  encoder, _ = encoders.skeleton(info)
-  return retrieval.Embedder(encoder, info["pooling"], info["normalize"])
 
 
 TASK = RetrievalTask()
