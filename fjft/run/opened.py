@@ -52,7 +52,8 @@ def read_info(run_dir: str) -> dict:
     raise CheckpointError(f"--run: {run_dir} has no model.json: is it an fjft run directory?")
   info = rundir.read_json(path)
   info.setdefault("task", tasks.UNNAMED_RUN_TASK)
-  if "." in info.get("family", "") or "family" not in info:
+  family = info.get("family")
+  if not isinstance(family, str) or "." in family:
     info["family"] = info.get("hf_config", {}).get("model_type")
   return info
 

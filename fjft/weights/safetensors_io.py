@@ -127,6 +127,10 @@ def map_safetensors_file(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
   Nothing is read until an array is used, and then only the pages it touches:
   a loader can cut one device's block out of a tensor without the whole
   checkpoint (or the whole tensor) ever being copied into memory.
+  Written here rather than with safetensors' safe_open slices because the
+  loader composes numpy views on these arrays (a transposed kernel, one part of
+  a fused q/k/v tensor, layers stacked for scan) and cuts each device's block
+  out of the view; safe_open slices index only the layout stored in the file.
 
   Raises:
     CheckpointError: naming the file (and the tensor), when it is missing,

@@ -136,7 +136,6 @@ def test_lora_lm_run_learns_generates_and_round_trips_through_peft(lora_lm, tiny
   transformers = pytest.importorskip("transformers")
   peft = pytest.importorskip("peft")
   from fjft.models.pretrained import load_lm
-  from fjft.run.opened import open_run as load_run
   results, data = lora_lm
   run = results["run_dir"]
   # a random 32-wide model learns little through rank-4 adapters, but it does learn
@@ -162,7 +161,7 @@ def test_lora_lm_run_learns_generates_and_round_trips_through_peft(lora_lm, tiny
   assert json.loads(out.read_text())["text"] == from_run
   # peft on the transformers model: the logits of fjft's run
   ids = np.array([[1, 17, 301, 4000, 25, 9]], np.int32)
-  lm = load_run(run)
+  lm = opened.open_run(run)
   ours, _ = nnx.merge(lm.graphdef, lm.params)(ids, np.arange(6, dtype=np.int32)[None])
   hf = transformers.AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
   tuned = peft.PeftModel.from_pretrained(hf, str(adapter)).eval()
@@ -192,10 +191,9 @@ def test_lora_on_an_int8_base_trains_and_continues_from_a_peft_adapter(lora_lm, 
   # its "baseline" is the model it starts from
   assert abs(again["baseline"]["dev"]["loss"] - results["dev"]["loss"]) < 0.05
   assert again["baseline"]["dev"]["loss"] < results["baseline"]["dev"]["loss"] - 0.3
-  from fjft.run.opened import open_run as load_run
   info = json.loads(open(os.path.join(again["run_dir"], "model.json")).read())
   assert info["peft_structure"]["quantize"] == "int8"
-  lm = load_run(again["run_dir"], merge=False)
+  lm = opened.open_run(again["run_dir"], merge=False)
   kernels = [m.kernel.get_value() for _, m in lora.linears(nnx.merge(lm.graphdef, lm.params))
              if m.quantized]
   assert kernels and all(str(k.dtype) == "int8" for k in kernels)

@@ -20,30 +20,18 @@ from fjft.training.outputs import per_example_outputs
 from fjft.training.step import make_eval_step
 
 
-class Predictor:
-  """A loaded run's class probabilities, compiled once for every later call."""
-
-  def __init__(self, run):
-    self.run = run
-    self.step = jax.jit(make_eval_step(
-        encoders.make_apply_fn(run.graphdef, run.info["compute_dtype"]), classify.predict_fn))
-
-  def __call__(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-    """[len(texts), num_labels], the texts cleaned as in training."""
-    run = self.run
-    lowercase = run.config.get("data", {}).get("lowercase", False)
-    cleaned = [normalize_text(t, lowercase=lowercase) for t in texts]
-    enc = batches_lib.encode(cleaned, np.zeros(len(cleaned), np.int32), run.tokenizer,
-                             run.info["max_length"])
-    return per_example_outputs(self.step, run.params, enc, batch_size, run.info["buckets"],
-                               run.tokenizer.pad_id)
-
-
 def predict_texts(run, texts: list[str], batch_size: int = 64) -> np.ndarray:
-  """Class probabilities [len(texts), num_labels]; compiled once per loaded run."""
+  """Class probabilities [len(texts), num_labels] of a loaded run (fjft.run.opened), the
+  texts cleaned as in training; the step is compiled once per loaded run."""
   if "predict" not in run.compiled:
-    run.compiled["predict"] = Predictor(run)
-  return run.compiled["predict"](texts, batch_size)
+    run.compiled["predict"] = jax.jit(make_eval_step(
+        encoders.make_apply_fn(run.graphdef, run.info["compute_dtype"]), classify.predict_fn))
+  lowercase = run.config.get("data", {}).get("lowercase", False)
+  cleaned = [normalize_text(t, lowercase=lowercase) for t in texts]
+  enc = batches_lib.encode(cleaned, np.zeros(len(cleaned), np.int32), run.tokenizer,
+                           run.info["max_length"])
+  return per_example_outputs(run.compiled["predict"], run.params, enc, batch_size,
+                             run.info["buckets"], run.tokenizer.pad_id)
 
 
 def logits_texts(run, texts: list[str]) -> np.ndarray:

@@ -16,11 +16,10 @@ from fjft.training.outputs import per_example_outputs
 def make_embed_step(graphdef, compute_dtype: str, mesh=None):
   """jit-compiled (params, batch) -> [B, H] float32 embeddings, no dropout; on a `mesh`,
   replicated, so every host reads the whole batch's embeddings."""
-  apply_fn = encoders.make_apply_fn(graphdef, compute_dtype)
-  step = lambda params, batch: apply_fn(params, batch)
+  apply_fn = encoders.make_apply_fn(graphdef, compute_dtype)   # no dropout key: no dropout
   if mesh is None:
-    return jax.jit(step)
-  return jax.jit(step, out_shardings=mesh_lib.replicated(mesh))
+    return jax.jit(apply_fn)
+  return jax.jit(apply_fn, out_shardings=mesh_lib.replicated(mesh))
 
 
 def encode_texts(texts: list[str], tokenizer, max_length: int) -> batches_lib.Encoded:

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from fjft.config import experiment as config_lib
-from fjft.run import runner
+from fjft.run import opened, runner
 from fjft.tasks.lm.config import default_config as lm_config
 from fjft.errors import DataError
 from tests.conftest import REPO
@@ -136,7 +136,6 @@ def test_generate_and_export_from_the_run(sft_run, tiny_llama_dir, tmp_path):
   torch = pytest.importorskip("torch")
   transformers = pytest.importorskip("transformers")
   from flax import nnx
-  from fjft.run.opened import open_run as load_run
   run = sft_run["run_dir"]
   prompts = tmp_path / "prompts.jsonl"
   prompts.write_text(json.dumps({"prompt": "question 7 about my loan",
@@ -158,7 +157,7 @@ def test_generate_and_export_from_the_run(sft_run, tiny_llama_dir, tmp_path):
   assert f"{prompts}:1: --metrics needs a \"reference\"" in r.stderr
   # the run loads its best checkpoint, not the pretrained weights it started from
   from fjft.models.pretrained import load_lm
-  tuned = load_run(run).params["embed_tokens"]["embedding"][...]
+  tuned = opened.open_run(run).params["embed_tokens"]["embedding"][...]
   start = load_lm(tiny_llama_dir).params["embed_tokens"]["embedding"][...]
   assert float(np.abs(np.asarray(tuned) - np.asarray(start)).max()) > 1e-3
   hf_dir = tmp_path / "hf"
@@ -166,7 +165,7 @@ def test_generate_and_export_from_the_run(sft_run, tiny_llama_dir, tmp_path):
                      capture_output=True, text=True, cwd=REPO)
   assert r.returncode == 0, r.stderr
   hf = transformers.AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
-  lm = load_run(run)
+  lm = opened.open_run(run)
   ids = np.array([[1, 17, 301, 4000, 25, 9]], np.int32)
   ours, _ = nnx.merge(lm.graphdef, lm.params)(ids, np.arange(6, dtype=np.int32)[None])
   with torch.no_grad():
