@@ -5,7 +5,36 @@ from __future__ import annotations
 
 import ml_collections
 
+from fjft.config.bounds import (DECAY, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT,
+                                PROBABILITY, UNIT, Range)
 from fjft.errors import ConfigError
+
+# The ranges of the fields below (fjft.config.bounds), checked when a config loads.
+BOUNDS = {
+    "seed": NON_NEGATIVE_INT,
+    "train.steps": POSITIVE_INT,
+    "train.batch_size": POSITIVE_INT,
+    "train.grad_accum": POSITIVE_INT,
+    "train.eval_every": POSITIVE_INT,
+    "train.eval_batch_size": POSITIVE_INT,
+    "train.patience": NON_NEGATIVE_INT,
+    "train.log_every": POSITIVE_INT,
+    "train.checkpoint_every": POSITIVE_INT,
+    "train.keep_checkpoints": POSITIVE_INT,
+    "optim.lr": POSITIVE,
+    "optim.warmup_fraction": UNIT,
+    "optim.weight_decay": NON_NEGATIVE,
+    "optim.clip_norm": NON_NEGATIVE,
+    "optim.b1": DECAY,
+    "optim.b2": DECAY,
+    "optim.eps": POSITIVE,
+    "peft.rank": POSITIVE_INT,
+    "peft.alpha": POSITIVE,
+    "peft.dropout": PROBABILITY,
+    "mesh.data": Range(1, integer=True, also=(-1,)),
+    "mesh.fsdp": Range(1, integer=True, also=(-1,)),
+    "mesh.tensor": Range(1, integer=True, also=(-1,)),
+}
 
 
 def new_config(task: str) -> ml_collections.ConfigDict:

@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 import ml_collections
 
+from fjft.config import bounds, defaults
 from fjft.errors import ConfigError
 
 REQUIRED_FIELDS = ("name", "seed", "model.name", "data.path", "train.steps",
@@ -157,18 +158,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for field in REQUIRED_FIELDS:
     if field not in keys:
       raise ConfigError(f"config is missing the required field {field!r}")
-  checks = [
-      ("train.steps", get_field(config, "train.steps") > 0, "must be > 0"),
-      ("train.batch_size", get_field(config, "train.batch_size") > 0, "must be > 0"),
-      ("optim.lr", get_field(config, "optim.lr") > 0, "must be > 0"),
-  ]
-  # how often to evaluate, log and save: every n steps, so n must be a positive step count
-  for field in ("train.eval_every", "train.log_every", "train.checkpoint_every"):
-    if field in keys:
-      checks.append((field, get_field(config, field) > 0, "must be > 0 (a step count)"))
-  for field, ok, why in checks:
-    if not ok:
-      raise ConfigError(f"config field {field} {why} (got {get_field(config, field)!r})")
+  values = {key: get_field(config, key) for key in keys}
+  problems = bounds.check(values, defaults.BOUNDS) + bounds.check(values, _task_bounds(config))
+  if problems:
+    field, why = problems[0]
+    raise ConfigError(f"config field {field} {why} (got {values[field]!r})")
   if "train.grad_accum" in keys:
     accum = config.train.grad_accum
     if accum < 1 or config.train.batch_size % accum:
@@ -178,6 +172,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if "data.on_bad_row" in keys and config.data.on_bad_row not in ("error", "skip"):
     raise ConfigError(
         f"config field data.on_bad_row must be 'error' or 'skip' (got {config.data.on_bad_row!r})")
+
+
+def _task_bounds(config) -> dict:
+  """The ranges of the task's own fields (its Task's `bounds`); an unknown task is said
+  here too, before anything runs."""
+  from fjft import tasks   # the tasks import this module
+  return tasks.get(config.get("task", tasks.UNNAMED_RUN_TASK)).bounds
 
 
 def to_dict(config: ml_collections.ConfigDict) -> dict:

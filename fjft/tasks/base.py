@@ -127,6 +127,7 @@ class TaskBase:
   """What every task's Task class does the same way: its defaults and its runs come from
   the two names it sets (`default_config = staticmethod(...)`, `run_class = <its TaskRun>`)."""
   run_class: type
+  bounds: dict = {}   # field -> fjft.config.bounds.Range of the task's own fields
 
   def start(self, ctx: RunContext):
     return self.run_class(ctx)
@@ -150,6 +151,10 @@ class Task(Protocol):
   # What can open a finished run of this task: use -> the command line that does it, e.g.
   # {"predict": "python -m fjft.predict"}; a command asking for another use is told these.
   uses: dict[str, str]
+
+  # The allowed ranges of the task's own numeric fields (fjft.config.bounds), checked
+  # when a config loads, beside those every task shares (fjft.config.defaults.BOUNDS).
+  bounds: dict
 
   def default_config(self): ...
 

@@ -48,9 +48,9 @@ def test_bad_value_names_field():
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_step_intervals_below_one_are_config_errors_naming_the_field(field, value):
   # the loop takes `step % every`: 0 would be a ZeroDivisionError mid-run, -1 never fires
-  with pytest.raises(ConfigError, match=rf"config field {field} must be > 0.*got {value}"):
+  with pytest.raises(ConfigError, match=rf"config field {field} must be an integer >= 1 .got {value}"):
     config_lib.load_config(QUICKSTART, [(field, value)])
-  with pytest.raises(ConfigError, match=rf"config field {field} must be > 0"):
+  with pytest.raises(ConfigError, match=rf"config field {field} must be an integer >= 1"):
     config = config_lib.load_config(QUICKSTART)
     d = config_lib.to_dict(config)
     section, leaf = field.split(".")
@@ -64,7 +64,7 @@ def test_cli_with_eval_every_zero_stops_before_training(tmp_path):
                       f"--workdir={tmp_path}", "--config.train.eval_every=0"],
                      cwd=REPO, capture_output=True, text=True, timeout=120)
   assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-  assert "config field train.eval_every must be > 0" in r.stderr
+  assert "config field train.eval_every must be an integer >= 1" in r.stderr
   assert not os.listdir(tmp_path)
 
 

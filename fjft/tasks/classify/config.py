@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import ml_collections
 
+from fjft.config.bounds import FRACTION, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, PROBABILITY, Range
 from fjft.config.defaults import add_mesh, add_optim, add_peft, add_train, new_config
 
+# The ranges of this task's own fields (fjft.config.bounds; the shared ones are in defaults).
+BOUNDS = {
+    "model.hidden_dropout": PROBABILITY,
+    "model.attention_dropout": PROBABILITY,
+    "model.classifier_dropout": PROBABILITY,
+    "data.dev_fraction": FRACTION,
+    "data.split_seed": NON_NEGATIVE_INT,
+    "data.min_train_examples": NON_NEGATIVE_INT,
+    "data.max_length": Range(2, integer=True),   # [CLS] and [SEP] at least
+    "baseline.ngram_max": POSITIVE_INT,
+    "baseline.C": POSITIVE,
+}
 
 def default_config() -> ml_collections.ConfigDict:
   """Every field an encoder classification run reads, with the recommended defaults.

@@ -14,7 +14,7 @@ from fjft.tasks.base import EncoderTask, RunContext, check_metric
 from fjft.tasks.classify import baseline as baseline_lib
 from fjft.tasks.classify import data as classify_data
 from fjft.tasks.classify import model as classify
-from fjft.tasks.classify.config import default_config
+from fjft.tasks.classify.config import BOUNDS, default_config
 from fjft.training.outputs import per_example_outputs
 from fjft.training.step import make_eval_step
 
@@ -134,6 +134,7 @@ class ClassifyTask(EncoderTask):
   report_lines = staticmethod(classify_data.report_lines)
 
   default_config = staticmethod(default_config)
+  bounds = BOUNDS
   run_class = ClassifyRun
   skeleton = staticmethod(skeleton)
 

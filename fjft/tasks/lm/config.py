@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import ml_collections
 
+from fjft.config.bounds import FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, Range
 from fjft.config.defaults import add_mesh, add_optim, add_peft, add_train, new_config
 
+# The ranges of this task's own fields (fjft.config.bounds; the shared ones are in defaults).
+BOUNDS = {
+    "data.max_length": Range(2, integer=True),   # a token to predict from, one to predict
+    "data.dev_fraction": FRACTION,
+    "data.test_fraction": FRACTION,
+    "data.split_seed": NON_NEGATIVE_INT,
+    "eval.generate": NON_NEGATIVE_INT,
+    "eval.max_new_tokens": POSITIVE_INT,
+    "eval.batch_size": POSITIVE_INT,
+}
 
 def default_config() -> ml_collections.ConfigDict:
   """Every field a causal-LM fine-tuning run reads, with defaults.

@@ -24,7 +24,7 @@ from fjft.run import opened
 from fjft.tasks.base import BestByStep, RunContext, TaskBase, check_metric
 from fjft.tasks.lm import data as lm_data
 from fjft.tasks.lm import loss as lm_loss
-from fjft.tasks.lm.config import default_config
+from fjft.tasks.lm.config import BOUNDS, default_config
 
 
 def build_model(config, lm: LM) -> nnx.Module:
@@ -207,6 +207,7 @@ class LMTask(TaskBase):
   report_lines = staticmethod(lm_data.report_lines)
 
   default_config = staticmethod(default_config)
+  bounds = BOUNDS
   run_class = LMRun
 
   def plan_model(self, config):

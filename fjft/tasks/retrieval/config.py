@@ -4,8 +4,29 @@ from __future__ import annotations
 
 import ml_collections
 
+from fjft.config.bounds import FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, PROBABILITY, UNIT
 from fjft.config.defaults import add_mesh, add_optim, add_peft, add_train, new_config
 
+# The ranges of this task's own fields (fjft.config.bounds; the shared ones are in defaults).
+BOUNDS = {
+    "model.hidden_dropout": PROBABILITY,
+    "model.attention_dropout": PROBABILITY,
+    "data.test_every": NON_NEGATIVE_INT,
+    "data.test_fraction": FRACTION,
+    "data.dev_fraction": FRACTION,
+    "data.split_seed": NON_NEGATIVE_INT,
+    "data.min_gain": POSITIVE_INT,      # a gain of 0 is judged not relevant
+    "data.min_train_examples": NON_NEGATIVE_INT,
+    "data.query_max_length": POSITIVE_INT,
+    "data.doc_max_length": POSITIVE_INT,
+    "data.train_doc_max_length": NON_NEGATIVE_INT,   # 0: doc_max_length
+    "loss.temperature": POSITIVE,
+    "loss.hard_negatives": NON_NEGATIVE_INT,
+    "loss.mine_depth": POSITIVE_INT,
+    "eval.fusion_k": POSITIVE,
+    "baseline.k1": NON_NEGATIVE,
+    "baseline.b": UNIT,
+}
 
 def default_config() -> ml_collections.ConfigDict:
   """Every field a search fine-tuning run reads, with defaults.

@@ -19,7 +19,7 @@ from fjft.tasks.retrieval import embedding
 from fjft.tasks.retrieval import metrics as ir_metrics
 from fjft.tasks.retrieval import model as retrieval
 from fjft.tasks.retrieval.bm25 import BM25
-from fjft.tasks.retrieval.config import default_config
+from fjft.tasks.retrieval.config import BOUNDS, default_config
 from fjft.tasks.retrieval.pairs import PairBatches
 from fjft.tasks.retrieval.ranking import reciprocal_rank_fusion, top_k, top_k_of_scores
 
@@ -199,6 +199,7 @@ class RetrievalTask(EncoderTask):
   report_lines = staticmethod(ir_data.report_lines)
 
   default_config = staticmethod(default_config)
+  bounds = BOUNDS
   run_class = RetrievalRun
   skeleton = staticmethod(skeleton)
 
