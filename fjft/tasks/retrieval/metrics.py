@@ -1,16 +1,28 @@
-"""Ranking metrics over graded relevance judgements (qrels), as trec_eval defines them.
+"""Ranking metrics over graded relevance judgements (qrels), computed by trec_eval itself
+(pytrec_eval-terrier, imported as pytrec_eval), the numbers IR papers report.
 
-qrels: {query id: {doc id: gain}}; a gain > 0 is relevant, 0 is judged not relevant.
+qrels: {query id: {doc id: gain}}; gains are non-negative integers, a gain > 0 is relevant
+       and 0 is judged not relevant (fjft.tasks.retrieval.formats maps each format's
+       grades to gains: Cranfield's code c in 1..4 to 5 - c, -1 to 0).
 run:   {query id: [doc ids, best first]}.
-nDCG@k uses the gains linearly (sum of gain / log2(rank + 1), divided by the ideal
-ordering's); MRR@k, Recall@k and MAP count any gain > 0 as relevant. Every metric is the
-mean over the queries of `qrels` that have a relevant document; a query missing from `run`
-scores 0.
+
+  ndcg@10     trec_eval's ndcg_cut.10: the gains used linearly (sum of gain / log2(rank + 1)),
+              divided by the ideal ordering's of all the query's judged gains;
+  mrr@10      trec_eval's recip_rank on the run cut to its first 10 documents (recip_rank
+              itself has no cut-off);
+  recall@100  trec_eval's recall.100;
+  map         trec_eval's map on the run cut to its first MAP_DEPTH (1000) documents,
+              trec_eval's default depth; a relevant document never retrieved counts in the
+              denominator.
+MRR, Recall and MAP count any gain > 0 as relevant (trec_eval's relevance level 1).
+
+trec_eval orders a query's documents by score, not by the given order, so the run goes in
+with scores that fall with the rank (no ties to break). Every metric is the mean over the
+queries of `qrels` that have a relevant document; a judged query missing from `run` (or
+with an empty ranking) scores 0 there, where trec_eval would leave it out of the mean.
 """
 
 from __future__ import annotations
-
-import math
 
 NDCG_K = 10
 MRR_K = 10
@@ -19,49 +31,36 @@ RECALL_K = 100
 MAP_DEPTH = 1000
 RANK_DEPTH = max(NDCG_K, MRR_K, RECALL_K, MAP_DEPTH)
 
-
-def ndcg_at(ranked: list, gains: dict, k: int) -> float:
-  dcg = sum(gains.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
-  ideal = sorted((g for g in gains.values() if g > 0), reverse=True)[:k]
-  idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-  return dcg / idcg if idcg > 0 else 0.0
-
-
-def reciprocal_rank_at(ranked: list, gains: dict, k: int) -> float:
-  for i, d in enumerate(ranked[:k]):
-    if gains.get(d, 0) > 0:
-      return 1.0 / (i + 1)
-  return 0.0
-
-
-def recall_at(ranked: list, gains: dict, k: int) -> float:
-  relevant = {d for d, g in gains.items() if g > 0}
-  return len(relevant.intersection(ranked[:k])) / len(relevant) if relevant else 0.0
-
-
-def average_precision(ranked: list, gains: dict, depth: int = MAP_DEPTH) -> float:
-  relevant = {d for d, g in gains.items() if g > 0}
-  hits, total = 0, 0.0
-  for i, d in enumerate(ranked[:depth]):
-    if d in relevant:
-      hits += 1
-      total += hits / (i + 1)
-  return total / len(relevant) if relevant else 0.0
-
-
 NAMES = (f"ndcg@{NDCG_K}", f"mrr@{MRR_K}", f"recall@{RECALL_K}", "map")
+# fjft's name -> (trec_eval's measure, the depth the run is cut to for it)
+_TREC = {f"ndcg@{NDCG_K}": (f"ndcg_cut_{NDCG_K}", MAP_DEPTH),
+         f"mrr@{MRR_K}": ("recip_rank", MRR_K),
+         f"recall@{RECALL_K}": (f"recall_{RECALL_K}", MAP_DEPTH),
+         "map": ("map", MAP_DEPTH)}
+
+
+def _scored(ranked: list, depth: int) -> dict[str, float]:
+  """The first `depth` documents of a ranking with scores falling with the rank."""
+  top = list(dict.fromkeys(str(d) for d in ranked))[:depth]   # a repeat keeps its best rank
+  return {d: float(len(top) - i) for i, d in enumerate(top)}
 
 
 def evaluate(run: dict, qrels: dict) -> dict:
   """{"ndcg@10", "mrr@10", "recall@100", "map"}: means over the judged queries."""
-  judged = [q for q, gains in qrels.items() if any(g > 0 for g in gains.values())]
+  judged = {str(q): {str(d): int(g) for d, g in gains.items()}
+            for q, gains in qrels.items() if any(g > 0 for g in gains.values())}
+  sums = dict.fromkeys(NAMES, 0.0)
   if not judged:
-    return {f"ndcg@{NDCG_K}": 0.0, f"mrr@{MRR_K}": 0.0, f"recall@{RECALL_K}": 0.0, "map": 0.0}
-  sums = {f"ndcg@{NDCG_K}": 0.0, f"mrr@{MRR_K}": 0.0, f"recall@{RECALL_K}": 0.0, "map": 0.0}
-  for q in judged:
-    ranked, gains = run.get(q, []), qrels[q]
-    sums[f"ndcg@{NDCG_K}"] += ndcg_at(ranked, gains, NDCG_K)
-    sums[f"mrr@{MRR_K}"] += reciprocal_rank_at(ranked, gains, MRR_K)
-    sums[f"recall@{RECALL_K}"] += recall_at(ranked, gains, RECALL_K)
-    sums["map"] += average_precision(ranked, gains)
-  return {k: v / len(judged) for k, v in sums.items()}
+    return sums
+  import pytrec_eval   # here: the module is imported at CLI start
+
+  evaluator = pytrec_eval.RelevanceEvaluator(
+      judged, {f"ndcg_cut.{NDCG_K}", "recip_rank", f"recall.{RECALL_K}", "map"})
+  ranked = {str(q): list(docs) for q, docs in run.items()}
+  for depth in sorted({d for _, d in _TREC.values()}):
+    cut = {q: _scored(ranked[q], depth) for q in judged if ranked.get(q)}
+    per_query = evaluator.evaluate(cut) if cut else {}
+    for name, (measure, at) in _TREC.items():
+      if at == depth:
+        sums[name] = sum(m[measure] for m in per_query.values())
+  return {name: total / len(judged) for name, total in sums.items()}
