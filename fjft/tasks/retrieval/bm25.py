@@ -5,7 +5,16 @@ score(q, d) = sum over the query's tokens t (repeats count) of
   idf(t) = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))   (never negative).
 Tokens are the lowercased runs of word characters: no stemming, no stop words. The
 document side is precomputed as one sparse [docs, vocabulary] matrix, so scoring a batch
-of queries is one sparse product.
+of queries is one sparse product, the full [queries, docs] matrix that hybrid search, the
+baseline and negative mining use.
+
+This is bm25s's method="atire" with idf_method="lucene" (its "lucene" alone drops the
+constant k1 + 1), and it is kept rather than bm25s because it is faster here:
+tests/tasks/retrieval/test_bm25_bm25s.py checks the two give the same scores (to 1e-12, so
+the same rankings) and measures them on Cranfield (1,398 abstracts, all 225 queries, 2 CPU
+cores): index 70 ms and score 7 ms here against 86 ms and 10 ms for bm25s 0.3.16, which
+scores one query at a time (float32 unless told float64); on the abstracts repeated 20
+times (27,960) 1.4 s and 0.21 s against 2.1 s and 0.16 s.
 """
 
 from __future__ import annotations
