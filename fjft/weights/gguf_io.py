@@ -1,7 +1,8 @@
 """Reads GGUF files (llama.cpp's format) as Hugging Face-named float32 tensors.
 
 The `gguf` package's GGUFReader parses the file structure (metadata, tensor
-infos, raw bytes); dequantisation is fjft.weights.gguf_quant, and the mapping
+infos, raw bytes) and its dequantisers decode every tensor type they know
+(fjft.weights.gguf_quant shapes the bytes for them); the mapping
 to Hugging Face names, layouts and config fields is each family's GGUF layout
 (fjft.models.family.GGUFLayout, e.g. fjft.models.llama.gguf), so that what a
 GGUF holds loads through the same code as an HF safetensors checkpoint.
@@ -19,10 +20,8 @@ import numpy as np
 
 from fjft.errors import CheckpointError
 from fjft.weights.gguf_meta import Meta
-from fjft.weights.gguf_quant import SUPPORTED_TYPES, block_elements, dequantize, n_bytes
 
-__all__ = ["GGUFModel", "SUPPORTED_TYPES", "architecture", "dequantize", "n_bytes",
-           "read_gguf"]
+__all__ = ["GGUFModel", "architecture", "read_gguf"]
 
 _MAGIC = b"GGUF"
 
@@ -131,7 +130,8 @@ def read_gguf(path: str | os.PathLike[str]) -> GGUFModel:
   """Reads a GGUF decoder LM: config, float32 HF tensors, tokenizer metadata.
 
   Supports the architectures of the registered families' GGUF layouts (llama,
-  also SmolLM; mistral, qwen2, gpt2) and tensor types SUPPORTED_TYPES.
+  also SmolLM; mistral, qwen2, gpt2) and every tensor type the installed gguf
+  package dequantises (fjft.weights.gguf_quant.supported_types()).
 
   Raises:
     CheckpointError: naming the file, when it is missing, not GGUF, truncated
@@ -162,16 +162,27 @@ def read_gguf(path: str | os.PathLike[str]) -> GGUFModel:
                    chat_template=template if isinstance(template, str) else None)
 
 
+def _gguf_version() -> str:
+  from importlib import metadata
+  try:
+    return metadata.version("gguf")
+  except metadata.PackageNotFoundError:  # e.g. gguf-py from a llama.cpp checkout
+    return "of unknown version"
+
+
 def _read_tensors(path: Path, reader, layout, model_type: str) -> dict[str, np.ndarray]:
+  # Imported here: _open has checked that the gguf package is installed.
+  from fjft.weights.gguf_quant import block_elements, dequantize, n_bytes, supported_types
   size = len(reader.data)
   out: dict[str, np.ndarray] = {}
   for t in reader.tensors:
     type_name = t.tensor_type.name
-    if type_name not in SUPPORTED_TYPES:
+    if type_name not in supported_types():
       raise CheckpointError(
-          f"{path}: tensor {t.name!r} has type {type_name}, which fjft cannot"
-          f" dequantise; supported: {list(SUPPORTED_TYPES)} (re-quantise the model"
-          " to one of these, e.g. with llama.cpp's llama-quantize --allow-requantize)")
+          f"{path}: tensor {t.name!r} has type {type_name}, which the installed gguf"
+          f" package ({_gguf_version()}) cannot dequantise; it can: {list(supported_types())}"
+          " (upgrade gguf, or re-quantise the model to one of these, e.g. with"
+          " llama.cpp's llama-quantize --allow-requantize)")
     hf = _hf_name(layout, t.name)
     if hf is None:
       raise CheckpointError(f"{path}: tensor {t.name!r} has no place in an HF"
