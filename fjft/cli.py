@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import threading
 
 from absl import flags
 from absl import logging as absl_logging
@@ -73,5 +75,58 @@ def begin(argv: list[str]) -> None:
 
 
 def quiet_libraries() -> None:
-  """Orbax logs every save at INFO through absl; the run's own console lines are enough."""
+  """Orbax logs every save at INFO through absl; the run's own console lines are enough.
+  Errors of background threads are said in one line each (see contain_background_errors)."""
   absl_logging.set_verbosity(absl_logging.WARNING)
+  contain_background_errors()
+
+
+class _OneLine(logging.Filter):
+  """Orbax's writer threads log a failed write with its traceback, each thread the same
+  one; the main thread then raises it, and fjft reports it once, naming the checkpoint.
+  The records stay, as one line each (naming the file), said once."""
+
+  def __init__(self):
+    super().__init__()
+    self._said = set()
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if not (record.exc_info or record.exc_text):
+      return True
+    exc = record.exc_info[1] if record.exc_info else None
+    line = " ".join(record.getMessage().split())
+    if exc is not None and str(exc) not in line:
+      line += f": {type(exc).__name__}: {' '.join(str(exc).split())}"
+    record.msg, record.args, record.exc_info, record.exc_text = line, (), None, None
+    key = str(exc) if exc is not None else line   # one error, logged by several threads
+    if key in self._said:
+      return False
+    self._said.add(key)
+    return True
+
+
+def _unraisable(info) -> None:
+  # A failed Orbax read or write leaves TensorStore callbacks that reach asyncio's closed
+  # event loop: the failure itself was reported (naming the checkpoint), these add nothing.
+  if isinstance(info.exc_value, RuntimeError) and "Event loop is closed" in str(info.exc_value):
+    return
+  print(f"warning: ignored in {info.object!r}: {type(info.exc_value).__name__}: "
+        f"{info.exc_value}", file=sys.stderr)
+
+
+def _thread_error(args) -> None:
+  if args.exc_type is SystemExit:
+    return
+  name = args.thread.name if args.thread else "?"
+  print(f"error in background thread {name}: {args.exc_type.__name__}: "
+        f"{' '.join(str(args.exc_value).split())}", file=sys.stderr)
+
+
+def contain_background_errors() -> None:
+  """Errors raised away from the main thread (Orbax's and TensorBoard's writer threads,
+  callbacks after a failed read) become one line on stderr instead of a traceback each."""
+  handler = absl_logging.get_absl_handler()
+  if not any(isinstance(f, _OneLine) for f in handler.filters):
+    handler.addFilter(_OneLine())
+  sys.unraisablehook = _unraisable
+  threading.excepthook = _thread_error

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 
@@ -35,9 +37,16 @@ def write_json(path: str, obj) -> None:
   if jax.process_index() != 0:
     return
   tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write("\n")
+  try:
+    with open(tmp, "w") as f:
+      json.dump(obj, f, indent=2, sort_keys=True)
+      f.write("\n")
+      f.flush()
+      os.fsync(f.fileno())   # on disk before the rename makes it the file
+  except OSError:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)   # a full disk: leave neither half a file nor the space it took
+    raise
   os.replace(tmp, path)
 
 
@@ -108,6 +117,20 @@ def prepare(config, workdir: str) -> str:
   write_json(os.path.join(run_dir, "config.json"), config_lib.to_dict(config))
   write_json(os.path.join(run_dir, "env.json"), environment(config))
   return run_dir
+
+
+def clear(run_dir: str, keep: tuple[str, ...] = ()) -> None:
+  """Empties a run directory (--rerun) but for the entries named in `keep` (its lock)."""
+  if not os.path.isdir(run_dir):
+    return
+  for name in os.listdir(run_dir):
+    if name in keep:
+      continue
+    path = os.path.join(run_dir, name)
+    if os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path)
+    else:
+      os.remove(path)
 
 
 def results_path(run_dir: str) -> str:

@@ -10,6 +10,7 @@ and reproduce call it too, and tests call it directly.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import jax
@@ -22,7 +23,7 @@ from fjft.models import adapters
 from fjft.run import rundir
 from fjft.run.start import begin_run
 from fjft.tasks.base import RunContext
-from fjft.training.checkpoint import RunCheckpoints, abstract_like, restore_best_params
+from fjft.training.checkpoint import RunCheckpoints, abstract_like
 from fjft.training.logging import RunLogger
 from fjft.training.loop import train_loop
 from fjft.training.state import place_params, prepare_training
@@ -32,9 +33,14 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
   """Trains (or resumes) `config`'s run under `workdir`; returns its results (a finished
   run's results are returned as they are, unless `rerun`)."""
   task = tasks.get(config.get("task"))
-  run_dir, finished, mesh = begin_run(config, workdir, rerun, say)
+  run_dir, finished, mesh, lock = begin_run(config, workdir, rerun, say)
   if finished is not None:
     return finished
+  with lock:   # released on every way out; a kill -9 leaves it, and the next run sees why
+    return _train(config, task, run_dir, mesh, say)
+
+
+def _train(config, task, run_dir: str, mesh, say) -> dict:
   started = time.time()
   ctx = RunContext(config, run_dir, mesh, say)
   job = task.start(ctx)
@@ -78,7 +84,7 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
         loop_state=training.loop_state)
     if result.interrupted:
       raise SystemExit(130)
-    best_step, best_params = restore_best_params(run_dir, abstract_like(result.state.params))
+    best_step, best_params = checkpoints.restore_best(abstract_like(result.state.params), say)
     final = job.finish(ctx, best_params, int(best_step))
     results = {
         "config_hash": identity.config_hash(config),
@@ -105,10 +111,20 @@ def run(config, workdir: str, *, rerun: bool = False, say=print) -> dict:
     results_file = rundir.results_path(run_dir)
     rundir.write_json(results_file, results)
   finally:
-    logger.close()
-    checkpoints.close()
+    close_in_order(logger.close, checkpoints.close)
   say(summary(config, job, results, run_dir))
   return results
+
+
+def close_in_order(*closes) -> None:
+  """Closes what the run opened, in order; a close that fails (a full disk at the last
+  flush) is said in one line and does not hide the error that ended the run."""
+  for close in closes:
+    try:
+      close()
+    except Exception as e:  # noqa: BLE001 - whatever it is, the others must still close
+      print(f"warning: {getattr(close, '__qualname__', close)}: {type(e).__name__}: "
+            f"{' '.join(str(e).split())}", file=sys.stderr)
 
 
 def hparams(config) -> dict:

@@ -3,8 +3,6 @@ must pass before anything is read or compiled."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from typing import Any
 
 import jax
@@ -14,19 +12,25 @@ from fjft.config import experiment as config_lib
 from fjft.errors import ConfigError
 from fjft.parallel import distributed
 from fjft.parallel import mesh as mesh_lib
+from fjft.run import lock as run_lock
 from fjft.run import rundir
 
 
-def begin_run(config, workdir: str, rerun: bool, say) -> tuple[str, dict | None, Any]:
-  """(run dir, its results if it already finished, mesh); the mesh is None when finished."""
+def begin_run(config, workdir: str, rerun: bool, say) -> tuple[str, dict | None, Any, Any]:
+  """(run dir, its results if it already finished, mesh, the run's lock); mesh and lock
+  are None when finished. The caller releases the lock when the run ends (`with lock:`)."""
   check_attention_impl(config.model.attention_impl, config.model.compute_dtype)
-  run_dir, finished = start_run(config, workdir, rerun, say)
+  run_dir, finished, lock = start_run(config, workdir, rerun, say)
   if finished is not None:
-    return run_dir, finished, None
-  mesh = mesh_lib.make_mesh(config.mesh)
-  check_batch_sizes(config, mesh)
+    return run_dir, finished, None, None
+  try:
+    mesh = mesh_lib.make_mesh(config.mesh)
+    check_batch_sizes(config, mesh)
+  except BaseException:
+    lock.release()
+    raise
   say(f"run {run_dir}\nmesh {mesh_lib.describe(mesh)}")
-  return run_dir, None, mesh
+  return run_dir, None, mesh, lock
 
 
 def check_batch_sizes(config, mesh) -> None:
@@ -41,18 +45,32 @@ def check_batch_sizes(config, mesh) -> None:
                         f"{config.sharding_rules.batch!r})")
 
 
-def start_run(config, workdir: str, rerun: bool, say) -> tuple[str, dict | None]:
-  """(run dir, its results if it already finished): a finished run is reported, not
-  retrained, unless `rerun`; otherwise the dir is made (or kept, to resume)."""
+def start_run(config, workdir: str, rerun: bool, say):
+  """(run dir, its results if it already finished, the run's lock): a finished run is
+  reported, not retrained, unless `rerun`; otherwise the run's lock is taken (fjft.run.lock:
+  one process group trains a run at a time) before anything in the dir is written, and the
+  dir is made (or kept, to resume; with `rerun`, emptied)."""
   run_dir = rundir.run_dir_for(config, workdir)
   if rundir.is_finished(run_dir) and not rerun:
-    say(f"run {run_dir} already finished (results.json); pass --rerun to train it again")
-    return run_dir, rundir.read_json(rundir.results_path(run_dir))
-  if rerun and os.path.isdir(run_dir) and distributed.is_main():
-    shutil.rmtree(run_dir)
-  run_dir = rundir.prepare(config, workdir)
-  distributed.barrier("run directory ready")  # the other hosts write into it next
-  return run_dir, None
+    return _finished(run_dir, say)
+  lock = run_lock.acquire_for_job(run_dir, say)
+  try:
+    if rundir.is_finished(run_dir) and not rerun:   # it finished while we looked
+      lock.release()
+      return _finished(run_dir, say)
+    if rerun and distributed.is_main():
+      rundir.clear(run_dir, keep=(run_lock.LOCK_NAME,))
+    run_dir = rundir.prepare(config, workdir)
+    distributed.barrier("run directory ready")  # the other hosts write into it next
+  except BaseException:
+    lock.release()
+    raise
+  return run_dir, None, lock
+
+
+def _finished(run_dir: str, say):
+  say(f"run {run_dir} already finished (results.json); pass --rerun to train it again")
+  return run_dir, rundir.read_json(rundir.results_path(run_dir)), None
 
 
 def check_attention_impl(impl: str, compute_dtype: str) -> None:

@@ -7,6 +7,8 @@ import os
 import subprocess
 import time
 
+from fjft.errors import RunBusyError
+from fjft.run import lock as run_lock
 from fjft.sweeps import grid as sweeps
 from fjft.sweeps import summary as sweep_summary
 
@@ -31,6 +33,10 @@ def execute(plan, parallel: int, say=print) -> dict[int, dict]:
       outcomes[run.index] = {"status": "skipped", "run_dir": run.finished_dir}
       say(f"[{run.index + 1}/{len(plan.runs)}] {run.label}: already finished in "
           f"{run.finished_dir}, skipped")
+    elif (holder := run_lock.holder_if_held(run.run_dir)) is not None:
+      outcomes[run.index] = _held(run, holder)
+      say(f"[{run.index + 1}/{len(plan.runs)}] {run.label}: {outcomes[run.index]['reason']}, "
+          "skipped")
     else:
       pending.append(run)
   logs = os.path.join(plan.sweep_dir, "logs")
@@ -73,12 +79,23 @@ def _drive(plan, parallel, pending, running, outcomes, logs, say) -> None:
       if proc.returncode == 0:
         outcomes[run.index] = {"status": "finished", "run_dir": run.run_dir}
         say(f"[{run.index + 1}/{len(plan.runs)}] {run.label}: finished in {minutes:.1f} min")
+      elif proc.returncode == RunBusyError.exit_code:   # another process took it first
+        outcomes[run.index] = _held(run, run_lock.holder_if_held(run.run_dir))
+        say(f"[{run.index + 1}/{len(plan.runs)}] {run.label}: {outcomes[run.index]['reason']}")
       else:
         reason = _reason(log_path)
         outcomes[run.index] = {"status": "failed", "run_dir": run.run_dir,
                                "reason": f"exit {proc.returncode}: {reason}"}
         say(f"[{run.index + 1}/{len(plan.runs)}] {run.label}: FAILED after {minutes:.1f} min "
             f"(exit {proc.returncode}): {reason}")
+
+
+def _held(run, holder: dict | None) -> dict:
+  """The outcome of a run another process is training (a sweep started twice)."""
+  by = run_lock.describe_holder(holder) if holder else f"see {run.run_dir}/{run_lock.LOCK_NAME}"
+  return {"status": "held", "run_dir": run.run_dir,
+          "reason": f"being trained by another process ({by}); "
+                    "rerun the sweep once it finishes to collect it"}
 
 
 def _last_checkpoint_step(run_dir: str) -> int | None:
@@ -93,7 +110,10 @@ def dry_run_text(plan) -> str:
            f" (swept: {', '.join(plan.swept) or 'nothing'})"]
   for run in plan.runs:
     step = _last_checkpoint_step(run.run_dir)
+    holder = run_lock.holder_if_held(run.run_dir)
     status = (f"finished in {run.finished_dir}" if run.finished_dir else
+              f"being trained by another process ({run_lock.describe_holder(holder)})"
+              if holder is not None else
               f"interrupted: resumes from step {step}" if step is not None else "new")
     lines.append(f"  [{run.index + 1}] {run.label}  {run.run_name}  {status}")
     lines.append(f"      {sweeps.shell_command(sweeps.train_command(plan.spec, run, 'python'))}")
@@ -111,7 +131,7 @@ def summarize(plan, outcomes: dict[int, dict], say=print) -> int:
     say(f"\nbest: {top['run']} ({top['hash']}) best dev {metric} "
         f"{top[f'best_dev_{metric}']:.4f}, {top['run_dir']}")
   failed = [r for r in rows if r["status"] in ("failed", "interrupted")]
-  for r in failed:
+  for r in failed + [r for r in rows if r["status"] == "held"]:
     say(f"{r['status']}: {r['run']} ({r['hash']}): {r['reason']}")
   say(f"summary: {paths['md']}, {paths['csv']}, {paths['png']}")
   say(f"tensorboard --logdir {plan.sweep_dir}")

@@ -13,7 +13,8 @@ from fjft.run import rundir
 def collect(plan, outcomes: dict[int, dict]) -> list[dict]:
   """One row per planned run: swept values, status, steps, dev metrics, wall time.
 
-  `outcomes[i]` holds {"status": "finished" | "skipped" | "failed", "reason": ...,
+  `outcomes[i]` holds {"status": "finished" | "skipped" | "failed" | "interrupted" |
+  "held" (another process is training it), "reason": ...,
   "run_dir": ...} for run i.
   """
   rows = []

@@ -71,8 +71,13 @@ def prepare_training(config, params, run_dir: str, apply_fn: Callable, loss_fn: 
   if checkpoints is None:
     checkpoints = RunCheckpoints(run_dir, config.train.keep_checkpoints)
   loop_state = LoopState()
-  latest = checkpoints.latest_step()
   counts = {"trainable": optim.count(params, trainable), "total": optim.count(params)}
+  try:
+    latest, state, meta = checkpoints.restore_latest(abstract, say)
+  except CheckpointError as e:
+    raise CheckpointError(f"{e}\n(the unreadable checkpoints are kept in "
+                          f"{checkpoints.unreadable_dir}); pass --rerun to train from the "
+                          "start") from None
   if latest is None:
     if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(params)):
       raise CheckpointError(f"{run_dir}: its last checkpoint is gone, and there are no "
@@ -80,7 +85,6 @@ def prepare_training(config, params, run_dir: str, apply_fn: Callable, loss_fn: 
     state = TrainState(step=jax.device_put(jnp.zeros((), jnp.int32), everywhere), params=params,
                        opt_state=init_opt_state(optimizer, params, trainable, opt_shardings))
   else:
-    state, meta = checkpoints.restore(latest, abstract)
     loop_state = LoopState.from_meta(meta)
     say(f"resuming from the checkpoint at step {latest}")
   train_step = jax.jit(
