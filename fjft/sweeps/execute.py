@@ -14,12 +14,15 @@ from fjft.sweeps import summary as sweep_summary
 
 
 def _reason(log_path: str) -> str:
-  """The run's own error line (`error: ...`), else the last line it printed."""
+  """The run's own error line (`error: ...`), else the last line it printed (of its latest
+  attempt: the log is appended to)."""
   try:
     with open(log_path, errors="replace") as f:
       lines = [l.strip() for l in f.read().splitlines() if l.strip()]
   except OSError:
     return "no log"
+  starts = [i for i, l in enumerate(lines) if l.startswith("=== ")]
+  lines = lines[starts[-1] + 1:] if starts else lines
   errors = [l for l in lines if l.startswith("error:")]
   return (errors or lines or ["exited without output"])[-1][:300]
 
@@ -60,10 +63,19 @@ def _drive(plan, parallel, pending, running, outcomes, logs, say) -> None:
   while pending or running:
     while pending and len(running) < max(parallel, 1):
       run = pending.pop(0)
+      if (holder := run_lock.holder_if_held(run.run_dir)) is not None:   # taken meanwhile
+        outcomes[run.index] = _held(run, holder)
+        say(f"[{run.index + 1}/{len(plan.runs)}] {run.label}: {outcomes[run.index]['reason']}, "
+            "skipped")
+        continue
       log_path = os.path.join(logs, f"{run.label}-{run.hash12}.log")
-      log = open(log_path, "w")
+      # Appended to: a resumed run's log keeps what came before, and a sweep started twice
+      # does not wipe the log of the run the other one trains.
+      log = open(log_path, "a")
       # progress=false: a log file is no place for a redrawn bar (not part of the hash).
       argv = sweeps.train_command(plan.spec, run) + ["--config.train.progress=false"]
+      log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {sweeps.shell_command(argv)}\n")
+      log.flush()
       proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
       running.append((run, proc, log_path, time.time(), log))
       say(f"[{run.index + 1}/{len(plan.runs)}] {run.label}: started ({run.run_name}), "

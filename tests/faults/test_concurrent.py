@@ -1,0 +1,71 @@
+"""The same sweep started twice at once: every run is trained once, by one of them; the
+other skips it as held and says so; neither prints a traceback."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+from tests.faults import helpers
+
+pytestmark = pytest.mark.slow
+QUICKSTART_DATA = os.path.join(REPO, "experiments", "data", "quickstart")
+
+EXPERIMENT = '''
+from fjft.sweeps import grid as sweeps
+from fjft.tasks.classify.config import default_config
+
+
+def get_config(arg=None):
+  c = default_config()
+  c.name = "twice"
+  c.model.name = {model!r}
+  c.data.path = {data!r}
+  c.data.buckets = (32, 64)
+  c.data.max_length = 64
+  c.train.steps = 8
+  c.train.batch_size = 8
+  c.train.eval_every = 4
+  c.train.eval_batch_size = 64
+  c.train.checkpoint_every = 4
+  return c
+
+
+def sweep():
+  return sweeps.product({{"optim.lr": [1e-3, 3e-4]}})
+'''
+
+
+def test_a_sweep_started_twice_trains_each_run_once(tiny_bert_dir, tmp_path):
+  exp = tmp_path / "twice.py"
+  exp.write_text(EXPERIMENT.format(model=tiny_bert_dir, data=QUICKSTART_DATA))
+  cmd = [sys.executable, "-m", "fjft.sweep", f"--config={exp}", f"--workdir={tmp_path / 'runs'}",
+         "--parallel=1"]
+  sweep_dir = tmp_path / "runs" / "twice-sweep"
+  first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+  # the second starts once the first is training its first run
+  helpers.wait_for(lambda: list(sweep_dir.glob("*/twice-*/train.lock")), first)
+  second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+  out_first = first.communicate(timeout=600)[0]
+  out_second = second.stdout + second.stderr
+  for out, code in ((out_first, first.returncode), (out_second, second.returncode)):
+    assert code == 0 and "Traceback" not in out, out[-3000:]
+  assert "being trained by another process (pid " in out_second, out_second
+  assert "held: lr=0.001" in out_second     # its summary lists the run it skipped
+  results = sorted(sweep_dir.glob("*/twice-*/results.json"))
+  assert len(results) == 2
+  trained = 0
+  for log in sorted((sweep_dir / "logs").glob("*.log")):
+    text = log.read_text()
+    trained += text.count("done: 8 steps")
+    assert text.count("done: 8 steps") == 1, text   # once, and its log intact
+  assert trained == 2
+  with open(sweep_dir / "summary.csv") as f:   # whichever sweep ended last wrote it
+    assert {r["status"] for r in csv.DictReader(f)} <= {"finished", "held"}
+  # and a third start finds both finished
+  third = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert third.returncode == 0 and third.stdout.count("already finished") == 2, third.stdout
