@@ -2,7 +2,6 @@
 other skips it as held and says so; neither prints a traceback."""
 
 import csv
-import os
 import subprocess
 import sys
 
@@ -10,45 +9,24 @@ import pytest
 
 from tests.conftest import REPO
 from tests.faults import helpers
+from tests.sweeps.test_sweep import EXPERIMENT, QUICKSTART_DATA
 
 pytestmark = pytest.mark.slow
-QUICKSTART_DATA = os.path.join(REPO, "experiments", "data", "quickstart")
 
-EXPERIMENT = '''
-from fjft.sweeps import grid as sweeps
-from fjft.tasks.classify.config import default_config
-
-
-def get_config(arg=None):
-  c = default_config()
-  c.name = "twice"
-  c.model.name = {model!r}
-  c.data.path = {data!r}
-  c.data.buckets = (32, 64)
-  c.data.max_length = 64
-  c.train.steps = 8
-  c.train.batch_size = 8
-  c.train.eval_every = 4
-  c.train.eval_batch_size = 64
-  c.train.checkpoint_every = 4
-  return c
-
-
-def sweep():
-  return sweeps.product({{"optim.lr": [1e-3, 3e-4]}})
-'''
 
 
 def test_a_sweep_started_twice_trains_each_run_once(tiny_bert_dir, tmp_path):
   exp = tmp_path / "twice.py"
-  exp.write_text(EXPERIMENT.format(model=tiny_bert_dir, data=QUICKSTART_DATA))
+  # the sweep tests' tiny experiment, its two good runs
+  exp.write_text(EXPERIMENT.format(model=tiny_bert_dir, data=QUICKSTART_DATA,
+                                   sweep='sweeps.product({"optim.lr": [1e-3, 3e-4]})'))
   cmd = [sys.executable, "-m", "fjft.sweep", f"--config={exp}", f"--workdir={tmp_path / 'runs'}",
          "--parallel=1"]
-  sweep_dir = tmp_path / "runs" / "twice-sweep"
+  sweep_dir = tmp_path / "runs" / "tiny-sweep"
   first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True)
   # the second starts once the first is training its first run
-  helpers.wait_for(lambda: list(sweep_dir.glob("*/twice-*/train.lock")), first)
+  helpers.wait_for(lambda: list(sweep_dir.glob("*/tiny-*/train.lock")), first)
   second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
   out_first = first.communicate(timeout=600)[0]
   out_second = second.stdout + second.stderr
@@ -56,7 +34,7 @@ def test_a_sweep_started_twice_trains_each_run_once(tiny_bert_dir, tmp_path):
     assert code == 0 and "Traceback" not in out, out[-3000:]
   assert "being trained by another process (pid " in out_second, out_second
   assert "held: lr=0.001" in out_second     # its summary lists the run it skipped
-  results = sorted(sweep_dir.glob("*/twice-*/results.json"))
+  results = sorted(sweep_dir.glob("*/tiny-*/results.json"))
   assert len(results) == 2
   trained = 0
   for log in sorted((sweep_dir / "logs").glob("*.log")):

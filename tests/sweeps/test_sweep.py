@@ -62,7 +62,7 @@ def test_unknown_field_in_a_sweep_names_the_closest(tmp_path):
 
 
 EXPERIMENT = '''
-"""A 3-run sweep on a tiny BERT; the third run names a text column that does not exist."""
+"""A sweep on a tiny BERT (THREE_RUNS: the third names a text column that does not exist)."""
 from fjft.sweeps import grid as sweeps
 from fjft.tasks.classify.config import default_config as classify_config
 
@@ -84,9 +84,10 @@ def get_config(arg=None):
 
 
 def sweep():
-  return sweeps.product({{"optim.lr": [1e-3, 3e-4]}}) + [
-      {{"optim.lr": 1e-3, "data.text_column": "no_such_column"}}]
+  return {sweep}
 '''
+THREE_RUNS = ('sweeps.product({"optim.lr": [1e-3, 3e-4]}) + [\n'
+              '      {"optim.lr": 1e-3, "data.text_column": "no_such_column"}]')
 
 
 def _sweep_cli(exp, workdir, *extra):
@@ -99,7 +100,7 @@ def _sweep_cli(exp, workdir, *extra):
 def tiny_sweep(tiny_bert_dir, tmp_path_factory):
   root = tmp_path_factory.mktemp("sweep")
   exp = root / "tiny_sweep.py"
-  exp.write_text(EXPERIMENT.format(model=tiny_bert_dir, data=QUICKSTART_DATA))
+  exp.write_text(EXPERIMENT.format(model=tiny_bert_dir, data=QUICKSTART_DATA, sweep=THREE_RUNS))
   workdir = root / "runs"
   first = _sweep_cli(exp, workdir, "--parallel=2", "--config.train.eval_every=4")
   return exp, workdir, first
