@@ -34,27 +34,33 @@ _SMALL = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
               max_position_embeddings=64)
 
 
-def _hf_config(name):
-  if name == "gpt2":
-    return transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2,
-                                   n_head=4, n_positions=32)
-  if name == "qwen2":  # q/k/v biases, tied head, GQA.
-    return transformers.Qwen2Config(**_SMALL, num_key_value_heads=2,
-                                    tie_word_embeddings=True)
-  if name == "llama3":  # GQA and llama3 RoPE scaling hitting all 3 bands.
-    return transformers.LlamaConfig(
+# The decoder families, one row each: case name -> (the fjft family module, the HF config
+# of a tiny random model). Every test below runs on every row, so a family added here gets
+# every check.
+CASES = {
+    "gpt2": (gpt2, lambda: transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2,
+                                                   n_head=4, n_positions=32)),
+    # q/k/v biases, tied head, GQA.
+    "qwen2": (llama, lambda: transformers.Qwen2Config(**_SMALL, num_key_value_heads=2,
+                                                      tie_word_embeddings=True)),
+    # GQA and llama3 RoPE scaling hitting all 3 bands.
+    "llama3": (llama, lambda: transformers.LlamaConfig(
         **_SMALL, num_key_value_heads=2, rope_theta=10000.0,
         rope_scaling={"rope_type": "llama3", "factor": 8.0,
                       "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                      "original_max_position_embeddings": 16})
-  if name == "mistral":  # One KV head, a sliding window shorter than T.
-    return transformers.MistralConfig(**_SMALL, num_key_value_heads=1,
-                                      sliding_window=4)
-  raise ValueError(name)
+                      "original_max_position_embeddings": 16})),
+    # One KV head, a sliding window shorter than T.
+    "mistral": (llama, lambda: transformers.MistralConfig(**_SMALL, num_key_value_heads=1,
+                                                          sliding_window=4)),
+}
 
 
-FAMILIES = ("gpt2", "qwen2", "llama3", "mistral")
-MODULES = {"gpt2": gpt2, "qwen2": llama, "llama3": llama, "mistral": llama}
+def _hf_config(name):
+  return CASES[name][1]()
+
+
+FAMILIES = tuple(CASES)
+MODULES = {name: module for name, (module, _) in CASES.items()}
 
 
 def _batch():
