@@ -67,9 +67,31 @@ FRACTION = Range(0, 1, high_open=True)              # a share of the data held o
 UNIT = Range(0, 1)                                   # a share that may be all of it
 PROBABILITY = Range(0, 1, high_open=True)           # dropout: 1 would drop everything
 DECAY = Range(0, 1, high_open=True)                 # Adam's betas
+SEED = Range(0, 2**32 - 1, integer=True)            # what numpy, sklearn and JAX all take
+
+# Length-bucket fields (a tuple of padded lengths) -> the maximum length they pad up to.
+BUCKETS = {"data.buckets": "data.max_length", "data.query_buckets": "data.query_max_length",
+           "data.doc_buckets": "data.doc_max_length"}
 
 
 def check(values: dict[str, Any], bounds: dict[str, Range]) -> list[tuple[str, str]]:
   """(field, why) for every field of `values` (flat dotted keys) outside its bounds."""
   return [(field, why) for field, rule in bounds.items()
           if field in values and (why := rule.problem(values[field])) is not None]
+
+
+def check_buckets(values: dict[str, Any]) -> list[tuple[str, str]]:
+  """(field, why) for each length-bucket field that is not a non-empty tuple of integers
+  >= 1 whose smallest is at most its maximum length (else every batch pads past it)."""
+  out = []
+  for field, max_field in BUCKETS.items():
+    if field not in values:
+      continue
+    value = values[field]
+    if (not isinstance(value, (tuple, list)) or not value
+        or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in value)):
+      out.append((field, "must be a non-empty tuple of integers >= 1, e.g. (32, 64)"))
+    elif isinstance(values.get(max_field), int) and min(value) > values[max_field]:
+      out.append((field, f"must hold a length <= {max_field}={values[max_field]}: "
+                         f"every batch would be padded to {min(value)}"))
+  return out

@@ -6,12 +6,12 @@ from __future__ import annotations
 import ml_collections
 
 from fjft.config.bounds import (DECAY, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT,
-                                PROBABILITY, UNIT, Range)
+                                PROBABILITY, SEED, UNIT, Range)
 from fjft.errors import ConfigError
 
 # The ranges of the fields below (fjft.config.bounds), checked when a config loads.
 BOUNDS = {
-    "seed": NON_NEGATIVE_INT,
+    "seed": SEED,
     "train.steps": POSITIVE_INT,
     "train.batch_size": POSITIVE_INT,
     "train.grad_accum": POSITIVE_INT,

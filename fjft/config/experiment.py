@@ -14,12 +14,13 @@ import hashlib
 import importlib.util
 import json
 import os
+import traceback
 from typing import Any, Iterable
 
 import ml_collections
 
 from fjft.config import bounds, defaults
-from fjft.errors import ConfigError
+from fjft.errors import ConfigError, FjftError
 
 REQUIRED_FIELDS = ("name", "seed", "model.name", "data.path", "train.steps",
                    "train.batch_size", "optim.lr")
@@ -31,11 +32,20 @@ def load_module(path: str):
     raise ConfigError(f"--config: experiment file {path!r} does not exist")
   spec = importlib.util.spec_from_file_location(
       "fjft_experiment_" + hashlib.sha1(path.encode()).hexdigest()[:8], path)
+  if spec is None:
+    raise ConfigError(f"--config: experiment file {path!r} is not a Python file (.py)")
   module = importlib.util.module_from_spec(spec)
   try:
     spec.loader.exec_module(module)
   except SyntaxError as e:
-    raise ConfigError(f"{path}:{e.lineno}: syntax error in experiment file: {e.msg}") from None
+    where = f"{path}:{e.lineno}" if e.lineno else path
+    raise ConfigError(f"{where}: syntax error in experiment file: {e.msg}") from None
+  except ValueError as e:   # source bytes that are not text (a NUL byte)
+    raise ConfigError(f"{path}: experiment file is not Python source: {e}") from None
+  except FjftError:
+    raise
+  except Exception as e:   # the experiment file's own code failed as it was imported
+    raise ConfigError(_raised_in(path, e, "importing it")) from None
   if not hasattr(module, "get_config"):
     raise ConfigError(f"{path}: an experiment file must define get_config(arg)")
   return module
@@ -60,7 +70,7 @@ def parse_arg(arg: str | None, defaults: dict[str, Any]) -> ml_collections.Confi
     if not eq or key not in defaults:
       raise ConfigError(
           f"config arg {item!r}: expected key=value with key in {sorted(defaults)}"
-          + _suggest(key, defaults))
+          + ("" if key in defaults else _suggest(key, defaults)))
     out[key] = _coerce(value.strip(), defaults[key], f"config arg {key}")
   return out
 
@@ -69,14 +79,48 @@ def load_config(spec: str, overrides: Iterable[tuple[str, str]] = ()) -> ml_coll
   """Builds the locked, validated config of `--config=spec` plus field overrides."""
   path, arg = split_spec(spec)
   module = load_module(path)
-  config = module.get_config(arg)
+  try:
+    config = module.get_config(arg)
+  except FjftError:
+    raise
+  except Exception as e:   # the experiment's own code: said with its line, not a traceback
+    raise ConfigError(_raised_in(path, e, f"get_config({arg!r})")) from None
   if not isinstance(config, ml_collections.ConfigDict):
-    raise ConfigError(f"{path}: get_config must return an ml_collections.ConfigDict")
+    raise ConfigError(f"{path}: get_config must return an ml_collections.ConfigDict "
+                      f"(got {type(config).__name__})")
+  _check_known_fields(config, path)
   config.lock()
   for key, value in overrides:
     set_field(config, key, value)
   validate(config)
   return config
+
+
+def _raised_in(path: str, e: Exception, doing: str) -> str:
+  """'<file>:<line>: <doing> raised <type>: <message>', the line the deepest one of the
+  experiment file that the error passed through."""
+  line = next((f.lineno for f in reversed(traceback.extract_tb(e.__traceback__))
+               if os.path.abspath(f.filename) == os.path.abspath(path)), None)
+  where = f"{path}:{line}" if line else path
+  return f"{where}: {doing} raised {type(e).__name__}: {e}"
+
+
+def _check_known_fields(config: ml_collections.ConfigDict, path: str) -> None:
+  """A field get_config added that its task's defaults lack is a typo the run would ignore."""
+  from fjft import tasks   # the tasks import this module
+  name = config.get("task", None)
+  if name not in tasks.TASKS:
+    return   # said by validate
+  known = flat_keys(tasks.get(name).default_config())
+  unknown = [k for k in flat_keys(config) if k not in known and not _under_open_field(k)]
+  if unknown:
+    raise ConfigError(f"{path}: get_config sets {unknown[0]!r}, which is not a field of a "
+                      f"{name} config" + _suggest(unknown[0], known))
+
+
+def _under_open_field(key: str) -> bool:
+  """Fields whose entries are the user's own (sharding rules name logical axes)."""
+  return key.startswith("sharding_rules.")
 
 
 def from_dict(d: dict) -> ml_collections.ConfigDict:
@@ -121,13 +165,14 @@ def set_field(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
     node = node[p]
   old = node[leaf]
   if isinstance(value, str):
-    value = _coerce(value, old, key)
+    value = _coerce(value, old, f"config field {key}")
   with node.unlocked():
     node[leaf] = value
 
 
 def _coerce(text: str, like: Any, field: str) -> Any:
-  """Parses `text` into the type of `like` (the field's current value)."""
+  """Parses `text` into the type of `like` (the field's current value); `field` names it
+  in the error ("config field train.steps", "config arg steps")."""
   try:
     if isinstance(like, bool):
       if text.lower() in ("true", "1", "yes"):
@@ -150,7 +195,7 @@ def _coerce(text: str, like: Any, field: str) -> Any:
     return text
   except (ValueError, SyntaxError):
     raise ConfigError(
-        f"config field {field}: cannot parse {text!r} as {type(like).__name__}") from None
+        f"{field}: cannot parse {text!r} as {type(like).__name__}") from None
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -163,6 +208,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if problems:
     field, why = problems[0]
     raise ConfigError(f"config field {field} {why} (got {values[field]!r})")
+  problems = bounds.check_buckets(values)
+  if problems:
+    field, why = problems[0]
+    raise ConfigError(f"config field {field} {why} (got {values[field]!r})")
+  name = values["name"]
+  if (not isinstance(name, str) or not name.strip()
+      or any(c in name for c in "/\\\0") or name in (".", "..")):
+    raise ConfigError(f"config field name must be a non-empty name without '/' or '\\' "
+                      f"(it names the run directory <workdir>/<name>-<hash>; got {name!r})")
   if "train.grad_accum" in keys:
     accum = config.train.grad_accum
     if accum < 1 or config.train.batch_size % accum:

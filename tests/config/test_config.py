@@ -140,3 +140,74 @@ def test_canonical_form_is_pinned():
   text = identity.canonical_json(d, identity_only=True)
   assert text == '{"buckets":[16,32],"name":"\\u00e9","optim":{"b2":0.999,"lr":0.0001},"seed":0}'
   assert identity.config_hash(d) == __import__("hashlib").sha256(text.encode()).hexdigest()
+
+
+def _experiment(tmp_path, body: str, name="exp.py"):
+  path = tmp_path / name
+  path.write_text(body)
+  return str(path)
+
+
+CLASSIFY = "from fjft.tasks.classify.config import default_config\n"
+
+
+@pytest.mark.parametrize("body, message", [
+    ("def get_config(arg=None):\n  raise ValueError('boom')\n",
+     r"exp.py:2: get_config\(None\) raised ValueError: boom$"),
+    ("import no_such_module_here\ndef get_config(arg=None):\n  return 1\n",
+     r"exp.py:1: importing it raised ModuleNotFoundError: No module named 'no_such_module_here'"),
+    ("def get_config():\n  return 1\n", r"exp.py: get_config\(None\) raised TypeError: "),
+    (CLASSIFY + "def get_config(arg=None):\n  c = default_config()\n  c.train.steps = 'abc'\n"
+     "  return c\n", r"exp.py:4: get_config\(None\) raised TypeError: .*'steps'"),
+    ("def get_config(arg=None):\n  return {'name': 'x'}\n",
+     r"get_config must return an ml_collections.ConfigDict \(got dict\)"),
+    ("x = 1\0\n", r"exp.py: syntax error in experiment file: .*null bytes"),
+])
+def test_an_experiment_file_that_fails_is_a_config_error_naming_file_and_line(tmp_path, body, message):
+  with pytest.raises(ConfigError, match=message):
+    config_lib.load_config(_experiment(tmp_path, body))
+
+
+def test_a_config_error_of_the_experiment_itself_is_kept():
+  with pytest.raises(ConfigError, match=r"^config arg steps: cannot parse 'abc' as int$"):
+    config_lib.load_config(QUICKSTART + ":steps=abc")
+  with pytest.raises(ConfigError, match=r"expected key=value with key in \['lr', 'steps'\]$"):
+    config_lib.load_config(QUICKSTART + ":steps")
+
+
+def test_an_experiment_file_that_is_not_python(tmp_path):
+  with pytest.raises(ConfigError, match=r"is not a Python file \(\.py\)"):
+    config_lib.load_config(_experiment(tmp_path, "x", name="exp.txt"))
+
+
+def test_a_field_get_config_adds_is_an_error_naming_the_closest(tmp_path):
+  path = _experiment(tmp_path, CLASSIFY + "def get_config(arg=None):\n  c = default_config()\n"
+                     "  c.train.stepz = 3\n  return c\n")
+  with pytest.raises(ConfigError, match=r"exp.py: get_config sets 'train.stepz', which is not a "
+                     r"field of a classify config; did you mean 'train.steps'\?"):
+    config_lib.load_config(path)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("(0,)", "must be a non-empty tuple of integers >= 1"),
+    ("()", "must be a non-empty tuple of integers >= 1"),
+    ("('a',)", "must be a non-empty tuple of integers >= 1"),
+    ("(1e9,)", "must be a non-empty tuple of integers >= 1"),
+    ("(1000000000,)", "must hold a length <= data.max_length=64"),
+])
+def test_length_buckets_are_checked(value, message):
+  with pytest.raises(ConfigError, match=rf"config field data.buckets {message}"):
+    config_lib.load_config(QUICKSTART, [("data.buckets", value)])
+  assert config_lib.load_config(QUICKSTART, [("data.buckets", "(64, 16)")]).data.buckets == (64, 16)
+
+
+@pytest.mark.parametrize("name", ["", "  ", "../../etc", "a/b", "a\\b"])
+def test_a_run_name_that_is_not_one_directory_name_is_refused(name):
+  with pytest.raises(ConfigError, match=r"config field name must be a non-empty name"):
+    config_lib.load_config(QUICKSTART, [("name", name)])
+
+
+def test_seeds_beyond_32_bits_are_refused():
+  for field in ("seed", "data.split_seed"):
+    with pytest.raises(ConfigError, match=rf"{field} must be an integer in \[0, 4294967295\]"):
+      config_lib.load_config(QUICKSTART, [(field, str(2**32))])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from fjft.config.bounds import FRACTION, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, PROBABILITY, Range
+from fjft.config.bounds import (FRACTION, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT,
+                                PROBABILITY, Range, SEED)
 from fjft.config.defaults import add_mesh, add_optim, add_peft, add_train, new_config
 
 # The ranges of this task's own fields (fjft.config.bounds; the shared ones are in defaults).
@@ -13,7 +14,7 @@ BOUNDS = {
     "model.attention_dropout": PROBABILITY,
     "model.classifier_dropout": PROBABILITY,
     "data.dev_fraction": FRACTION,
-    "data.split_seed": NON_NEGATIVE_INT,
+    "data.split_seed": SEED,
     "data.min_train_examples": NON_NEGATIVE_INT,
     "data.max_length": Range(2, integer=True),   # [CLS] and [SEP] at least
     "baseline.ngram_max": POSITIVE_INT,

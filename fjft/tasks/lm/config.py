@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from fjft.config.bounds import FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, Range
+from fjft.config.bounds import FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, Range, SEED
 from fjft.config.defaults import add_mesh, add_optim, add_peft, add_train, new_config
 
 # The ranges of this task's own fields (fjft.config.bounds; the shared ones are in defaults).
@@ -12,7 +12,7 @@ BOUNDS = {
     "data.max_length": Range(2, integer=True),   # a token to predict from, one to predict
     "data.dev_fraction": FRACTION,
     "data.test_fraction": FRACTION,
-    "data.split_seed": NON_NEGATIVE_INT,
+    "data.split_seed": SEED,
     "eval.generate": NON_NEGATIVE_INT,
     "eval.max_new_tokens": POSITIVE_INT,
     "eval.batch_size": POSITIVE_INT,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from fjft.config.bounds import FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, PROBABILITY, UNIT
+from fjft.config.bounds import (FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT,
+                                PROBABILITY, UNIT, SEED)
 from fjft.config.defaults import add_mesh, add_optim, add_peft, add_train, new_config
 
 # The ranges of this task's own fields (fjft.config.bounds; the shared ones are in defaults).
@@ -14,7 +15,7 @@ BOUNDS = {
     "data.test_every": NON_NEGATIVE_INT,
     "data.test_fraction": FRACTION,
     "data.dev_fraction": FRACTION,
-    "data.split_seed": NON_NEGATIVE_INT,
+    "data.split_seed": SEED,
     "data.min_gain": POSITIVE_INT,      # a gain of 0 is judged not relevant
     "data.min_train_examples": NON_NEGATIVE_INT,
     "data.query_max_length": POSITIVE_INT,
