@@ -110,8 +110,10 @@ def _unraisable(info) -> None:
   # event loop: the failure itself was reported (naming the checkpoint), these add nothing.
   if isinstance(info.exc_value, RuntimeError) and "Event loop is closed" in str(info.exc_value):
     return
+  # One line: TensorStore's messages carry their whole multi-line spec.
+  text = " ".join(str(info.exc_value).split())
   print(f"warning: ignored in {info.object!r}: {type(info.exc_value).__name__}: "
-        f"{info.exc_value}", file=sys.stderr)
+        f"{text[:300] + ' ...' if len(text) > 300 else text}", file=sys.stderr)
 
 
 def _thread_error(args) -> None:

@@ -39,6 +39,19 @@ class LoadedRun:
   compiled: dict = dataclasses.field(default_factory=dict)
 
 
+class RunInfo(dict):
+  """model.json: an entry the run's code needs that the file lacks is a CheckpointError
+  naming the file and the entry, not a KeyError."""
+
+  def __init__(self, d: dict, path: str):
+    super().__init__(d)
+    self.path = path
+
+  def __missing__(self, key):
+    raise CheckpointError(f"{self.path}: no {key!r} entry (the file is incomplete, or was "
+                          "written by another fjft version)")
+
+
 def read_info(run_dir: str) -> dict:
   """A run's model.json, with `task` and `family` (an HF model_type) always set.
 
@@ -50,7 +63,7 @@ def read_info(run_dir: str) -> dict:
   path = os.path.join(run_dir, "model.json")
   if not os.path.isfile(path):
     raise CheckpointError(f"--run: {run_dir} has no model.json: is it an fjft run directory?")
-  info = rundir.read_json(path)
+  info = RunInfo(rundir.read_json(path), path=path)
   info.setdefault("task", tasks.UNNAMED_RUN_TASK)
   family = info.get("family")
   if not isinstance(family, str) or "." in family:

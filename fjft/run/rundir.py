@@ -50,14 +50,20 @@ def write_json(path: str, obj) -> None:
   os.replace(tmp, path)
 
 
-def read_json(path: str):
+def read_json(path: str) -> dict:
+  """A run's JSON file (config, model, results, env), which holds one object."""
   try:
-    with open(path) as f:
-      return json.load(f)
+    with open(path, encoding="utf-8") as f:
+      value = json.load(f)
   except FileNotFoundError:
     raise FjftError(f"{path} does not exist") from None
   except json.JSONDecodeError as e:
     raise FjftError(f"{path}: not valid JSON ({e})") from None
+  except UnicodeDecodeError as e:
+    raise FjftError(f"{path}: not valid JSON (not UTF-8 text: {e.reason} at byte {e.start})") from None
+  if not isinstance(value, dict):
+    raise FjftError(f"{path}: expected a JSON object, got {type(value).__name__}")
+  return value
 
 
 def file_fingerprint(path: str) -> str:

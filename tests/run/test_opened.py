@@ -8,7 +8,6 @@ import shutil
 import numpy as np
 import pytest
 
-from fjft.config import experiment as config_lib
 from fjft.config import identity
 from fjft.errors import FjftError
 from fjft.run import opened, runner
@@ -72,3 +71,23 @@ def test_search_run_opens_to_embed_and_not_to_predict(tiny_bert_dir, tmp_path):
   assert vectors.shape[0] == 2 and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
   with pytest.raises(FjftError, match="is a retrieval run.*python -m fjft.search"):
     opened.open_run(run_dir, "predict")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"[1, 2]", r"model.json: expected a JSON object, got list$"),
+    (b"{garbage", r"model.json: not valid JSON \("),
+    (b"\xff\xfe\x00garbage", r"model.json: not valid JSON \(not UTF-8 text: "),
+])
+def test_a_model_json_that_is_not_an_object_is_one_error_naming_it(tmp_path, content, message):
+  (tmp_path / "model.json").write_bytes(content)
+  with pytest.raises(FjftError, match=message):
+    opened.read_info(str(tmp_path))
+
+
+def test_an_entry_model_json_lacks_is_a_checkpoint_error_naming_it(tmp_path):
+  from fjft.errors import CheckpointError
+  (tmp_path / "model.json").write_text(json.dumps({"task": "classify", "family": "bert"}))
+  info = opened.read_info(str(tmp_path))
+  assert info.get("labels") is None
+  with pytest.raises(CheckpointError, match=r"model.json: no 'labels' entry \(the file is incomplete"):
+    info["labels"]
