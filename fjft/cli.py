@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 
@@ -10,7 +11,7 @@ from absl import flags
 from absl import logging as absl_logging
 
 from fjft.config import experiment as config_lib
-from fjft.errors import ConfigError
+from fjft.errors import ConfigError, FjftError
 
 
 def define_config_flag() -> None:
@@ -47,11 +48,27 @@ def flags_parser(argv: list[str]):
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   OVERRIDES[:] = overrides
+  return plain_flags_parser(rest)
+
+
+def plain_flags_parser(argv: list[str]):
+  """absl flags_parser of the commands without a config: a bad or missing flag is one
+  `error:` line and exit 2, as every other user error."""
   try:
-    return flags.FLAGS(rest)
+    return flags.FLAGS(argv)
   except flags.Error as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+
+
+def check_output(output: str | None, **inputs: str | None) -> None:
+  """--output must not be one of the command's input files (it would be overwritten)."""
+  if not output or not os.path.exists(output):
+    return
+  for flag, path in inputs.items():
+    if path and os.path.exists(path) and os.path.samefile(output, path):
+      raise FjftError(f"--output={output} is the --{flag} file: writing it would overwrite "
+                      "the input; give another --output")
 
 
 def config_spec() -> str:

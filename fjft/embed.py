@@ -25,7 +25,7 @@ if __name__ == "__main__":
   flags.DEFINE_string("text_column", "text", "Text column of --input.")
   flags.DEFINE_string("id_column", "id", "Copied to .jsonl output lines when present.")
   flags.DEFINE_enum("kind", "doc", ["doc", "query"], "Embed as documents or as queries.")
-  flags.DEFINE_integer("batch_size", 64, "Texts per forward pass.")
+  flags.DEFINE_integer("batch_size", 64, "Texts per forward pass.", lower_bound=1)
 
 
 def read_texts(path: str, text_column: str, id_column: str | None
@@ -49,6 +49,7 @@ def main(argv):
   f = flags.FLAGS
   if not f.output.endswith((".npy", ".jsonl")):
     raise FjftError(f"--output must end in .npy or .jsonl, got {f.output!r}")
+  cli.check_output(f.output, input=f.input)
   run = opened.open_run(f.run, "embed")
   texts, ids = read_texts(f.input, f.text_column, f.id_column)
   vectors = tasks.get(run.task).embed(run, texts, f.batch_size, f.kind)
@@ -66,4 +67,4 @@ def main(argv):
 
 if __name__ == "__main__":
   allocator.reexec()  # before anything allocates: see fjft/allocator.py
-  app.run(main)
+  app.run(main, flags_parser=cli.plain_flags_parser)

@@ -33,12 +33,15 @@ if __name__ == "__main__":
   flags.DEFINE_string("prompt", None, "One prompt.")
   flags.DEFINE_string("input", None, "jsonl of {\"prompt\": ...} or {\"messages\": [...]}.")
   flags.DEFINE_string("output", None, "Output jsonl, one line per prompt.", required=True)
-  flags.DEFINE_integer("max_new_tokens", 128, "Tokens to generate at most per prompt.")
-  flags.DEFINE_float("temperature", 0.0, "0 = greedy.")
-  flags.DEFINE_integer("top_k", 0, "Sample among the k most likely tokens (0 = all).")
-  flags.DEFINE_float("top_p", 1.0, "Sample from the smallest set with this much mass.")
-  flags.DEFINE_integer("seed", 0, "Sampling seed.")
-  flags.DEFINE_integer("batch_size", 8, "Prompts generated together.")
+  flags.DEFINE_integer("max_new_tokens", 128, "Tokens to generate at most per prompt.",
+                       lower_bound=1)
+  flags.DEFINE_float("temperature", 0.0, "0 = greedy.", lower_bound=0.0)
+  flags.DEFINE_integer("top_k", 0, "Sample among the k most likely tokens (0 = all).",
+                       lower_bound=0)
+  flags.DEFINE_float("top_p", 1.0, "Sample from the smallest set with this much mass.",
+                     lower_bound=0.0, upper_bound=1.0)
+  flags.DEFINE_integer("seed", 0, "Sampling seed.", lower_bound=0, upper_bound=2**32 - 1)
+  flags.DEFINE_integer("batch_size", 8, "Prompts generated together.", lower_bound=1)
   flags.DEFINE_bool("chat_template", True, "Apply the model's chat template when it has one.")
   flags.DEFINE_list("metrics", [], "Score the generations against each input line's "
                     "\"reference\": any of bleu, chrf, rougeL.")
@@ -52,6 +55,7 @@ def main(argv):
     raise FjftError("pass exactly one of --model (a pretrained decoder) or --run (a run dir)")
   if bool(f.prompt) == bool(f.input):
     raise FjftError("pass exactly one of --prompt or --input")
+  cli.check_output(f.output, input=f.input)
   from fjft.models import pretrained
   from fjft.run import opened
   started = time.time()
@@ -84,4 +88,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  app.run(lambda argv: sys.exit(main(argv)), flags_parser=cli.plain_flags_parser)

@@ -18,7 +18,7 @@ flags.DEFINE_string("run", None, "Run directory.", required=True)
 flags.DEFINE_string("input", None, "File of texts (the run's text column).", required=True)
 flags.DEFINE_string("output", None, "Output jsonl: one {label, probs} per input row.", required=True)
 flags.DEFINE_string("text_column", None, "Text column of --input (default: the run's).")
-flags.DEFINE_integer("batch_size", 64, "Examples per forward pass.")
+flags.DEFINE_integer("batch_size", 64, "Examples per forward pass.", lower_bound=1)
 flags.DEFINE_string("label_column", None, "Gold label column of --input: score the predictions.")
 flags.DEFINE_string("label_map", None, "Rename gold labels to the run's: 'neg=0,pos=1'.")
 
@@ -27,6 +27,7 @@ flags.DEFINE_string("label_map", None, "Rename gold labels to the run's: 'neg=0,
 def main(argv):
   cli.begin(argv)
   f = flags.FLAGS
+  cli.check_output(f.output, input=f.input)
   run = opened.open_run(f.run, "predict")
   for line in tasks.get(run.task).predict(
       run, f.input, f.output, text_column=f.text_column, batch_size=f.batch_size,
@@ -36,4 +37,4 @@ def main(argv):
 
 if __name__ == "__main__":
   allocator.reexec()  # before anything allocates: see fjft/allocator.py
-  app.run(main)
+  app.run(main, flags_parser=cli.plain_flags_parser)

@@ -34,4 +34,4 @@ if __name__ == "__main__":
   flags.DEFINE_string("run", None, "Run directory, or its config hash (or a prefix of it).")
   flags.DEFINE_string("workdir", "runs", "Where to look up a hash; the re-run goes to "
                       f"<workdir>/{rundir.REPRODUCTIONS}/.")
-  app.run(lambda argv: sys.exit(main(argv)))
+  app.run(lambda argv: sys.exit(main(argv)), flags_parser=cli.plain_flags_parser)

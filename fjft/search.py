@@ -25,6 +25,7 @@ def main(argv):
   f = flags.FLAGS
   if not f.query:
     raise FjftError("give at least one --query")
+  cli.check_output(f.output, corpus=f.corpus)
   run = opened.open_run(f.run, "search")
   tasks.get(run.task).search(run, corpus=f.corpus, queries=list(f.query), k=f.k,
                              hybrid=f.hybrid, text_column=f.text_column,
@@ -36,12 +37,12 @@ if __name__ == "__main__":
   flags.DEFINE_string("run", None, "A retrieval run directory.", required=True)
   flags.DEFINE_string("corpus", None, "Corpus file (jsonl, csv, tsv, parquet).", required=True)
   flags.DEFINE_multi_string("query", [], "A query (repeat for several).")
-  flags.DEFINE_integer("k", 10, "Hits per query.")
+  flags.DEFINE_integer("k", 10, "Hits per query.", lower_bound=1)
   flags.DEFINE_bool("hybrid", False, "Fuse with BM25 (reciprocal rank fusion).")
   flags.DEFINE_string("text_column", "text", "Corpus text column.")
   flags.DEFINE_string("title_column", "title", "Corpus title column, prepended when present.")
   flags.DEFINE_string("id_column", "id", "Corpus id column (else the row number).")
-  flags.DEFINE_integer("batch_size", 64, "Texts per forward pass.")
+  flags.DEFINE_integer("batch_size", 64, "Texts per forward pass.", lower_bound=1)
   flags.DEFINE_string("output", None, "Also write the hits as jsonl, one line per query.")
   allocator.reexec()  # before anything allocates: see fjft/allocator.py
-  app.run(main)
+  app.run(main, flags_parser=cli.plain_flags_parser)

@@ -30,7 +30,9 @@ def predict_texts(run, texts: list[str], batch_size: int = 64) -> np.ndarray:
   cleaned = [normalize_text(t, lowercase=lowercase) for t in texts]
   enc = batches_lib.encode(cleaned, np.zeros(len(cleaned), np.int32), run.tokenizer,
                            run.info["max_length"])
-  return per_example_outputs(run.compiled["predict"], run.params, enc, batch_size,
+  # no batch larger than the texts: rows past them would be padding, allocated all the same
+  return per_example_outputs(run.compiled["predict"], run.params, enc,
+                             max(1, min(batch_size, len(texts))),
                              run.info["buckets"], run.tokenizer.pad_id)
 
 
@@ -77,6 +79,8 @@ def predict_file(run, input_path: str, output_path: str, *, text_column: str | N
   column = text_column or run.config["data"]["text_column"]
   rows = read_rows(input_path, text_column=column, label_column=label_column,
                    on_bad_row="error", stats=BadRowStats())
+  if not rows:
+    raise DataError(f"{input_path}: no rows to predict")
   labels = run.info["labels"]
   gold = gold_indices(rows, labels, parse_label_map(label_map)) if label_column else None
   probs = predict_texts(run, [r.text for r in rows], batch_size)

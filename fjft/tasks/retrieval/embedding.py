@@ -40,5 +40,6 @@ def embed_texts(run, texts: list[str], batch_size: int = 64, kind: str = "doc") 
     run.compiled["embed"] = make_embed_step(run.graphdef, info["compute_dtype"])
   cleaned = [normalize_text(t) for t in texts]
   enc = encode_texts(cleaned, run.tokenizer, info[f"{kind}_max_length"])
-  return embed_encoded(run.compiled["embed"], run.params, enc, batch_size,
-                       info[f"{kind}_buckets"], run.tokenizer.pad_id)
+  # no batch larger than the texts: rows past them would be padding, allocated all the same
+  return embed_encoded(run.compiled["embed"], run.params, enc,
+                       max(1, min(batch_size, len(texts))), info[f"{kind}_buckets"], run.tokenizer.pad_id)

@@ -13,7 +13,6 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from fjft.config import experiment as config_lib
 from fjft.config import identity
 from fjft.run import runner
 from fjft.tasks.classify import use
