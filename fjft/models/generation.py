@@ -14,14 +14,19 @@ def read_prompts(path: str) -> list[tuple[str, dict]]:
   """(where, record) per input line; a bad line is a DataError naming file and line."""
   out = []
   try:
-    f = open(path, encoding="utf-8")
+    f = open(path, "rb")   # lines decoded one by one: a bad byte is named by its line
   except OSError as e:
     raise DataError(f"{path}: cannot open ({e.strerror})") from None
   with f:
-    for n, line in enumerate(f, 1):
+    for n, raw in enumerate(f, 1):
+      where = f"{path}:{n}"
+      try:
+        line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+      except UnicodeDecodeError as e:
+        raise DataError(f"{where}: undecodable bytes (not valid UTF-8: {e.reason} at byte "
+                        f"{e.start} of the line)") from None
       if not line.strip():
         continue
-      where = f"{path}:{n}"
       try:
         rec = json.loads(line)
       except json.JSONDecodeError as e:

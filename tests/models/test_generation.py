@@ -126,3 +126,14 @@ def test_generate_cli_writes_lines_and_names_bad_input(smollm2_gguf, tmp_path):
   r = _generate_cli(f"--model={smollm2_gguf}", f"--input={long}", f"--output={out}",
                     "--nochat_template")
   assert r.returncode == 2 and f"{long}:1: prompt of" in r.stderr and "exceeds" in r.stderr
+
+
+def test_a_prompts_file_with_bad_bytes_names_the_line(tmp_path):
+  from fjft.errors import DataError
+  from fjft.models.generation import read_prompts
+  path = tmp_path / "prompts.jsonl"
+  path.write_bytes(b'\xef\xbb\xbf{"prompt": "hi"}\n{"prompt": "caf\xe9"}\n')
+  with pytest.raises(DataError, match=r"prompts.jsonl:2: undecodable bytes \(not valid UTF-8: "):
+    read_prompts(str(path))
+  path.write_bytes(b'\xef\xbb\xbf{"prompt": "hi"}\n')   # a BOM is not a bad byte
+  assert read_prompts(str(path)) == [(f"{path}:1", {"prompt": "hi"})]
