@@ -11,6 +11,8 @@ format.
 
 from __future__ import annotations
 
+import os
+
 from absl import app, flags
 
 from fjft import cli
@@ -31,12 +33,32 @@ def define_flags():
                     "peft.PeftModel.from_pretrained.")
 
 
+# What a run directory holds that no export writes: an --out holding one is a run.
+RUN_FILES = ("model.json", "results.json", "checkpoints", "train.lock")
+
+
+def check_out(out: str, run: str | None, model: str | None) -> None:
+  """--out must not be a run directory or the --model folder: the export writes
+  config.json, tokenizer files and weights into it, over the run's or the model's own."""
+  if not os.path.isdir(out):
+    return
+  for flag, source in (("run", run), ("model", model)):
+    if source and os.path.isdir(source) and os.path.samefile(out, source):
+      raise FjftError(f"--out={out} is the --{flag} folder: the export would overwrite its "
+                      "config.json and weights; give a new folder")
+  held = [name for name in RUN_FILES if os.path.exists(os.path.join(out, name))]
+  if held:
+    raise FjftError(f"--out={out} is a run directory (it holds {', '.join(held)}): the export "
+                    "would overwrite its config.json; give a new folder")
+
+
 @exit_on_user_error
 def main(argv):
   cli.begin(argv)
   f = flags.FLAGS
   if bool(f.run) == bool(f.model):
     raise FjftError("pass exactly one of --run (a run directory) or --model (a pretrained decoder)")
+  check_out(f.out, f.run, f.model)
   print(export_pretrained(f.model, f.out) if f.model else opened.export(f.run, f.format, f.out))
 
 
