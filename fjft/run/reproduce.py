@@ -11,7 +11,7 @@ import numpy as np
 
 from fjft.config import experiment as config_lib
 from fjft.config import identity
-from fjft.errors import FjftError
+from fjft.errors import ConfigError, FjftError
 from fjft.run import rundir
 
 # Across package versions or device kinds the float arithmetic differs in its last bits,
@@ -115,8 +115,14 @@ def reproduce(run: str, workdir: str, say=print) -> bool:
   orig_dir = find_run(run, workdir)
   if not rundir.is_finished(orig_dir):
     raise FjftError(f"{orig_dir} has not finished (no results.json): nothing to compare with")
-  saved = rundir.read_json(os.path.join(orig_dir, "config.json"))
-  config = config_lib.from_dict(saved)
+  config_path = os.path.join(orig_dir, "config.json")
+  saved = rundir.read_json(config_path)
+  try:
+    config = config_lib.from_dict(saved)
+  except ConfigError as e:
+    raise ConfigError(f"{config_path}: {e}") from None
+  # read before the re-run trains: a broken results.json is said now, not after it
+  a = rundir.read_json(rundir.results_path(orig_dir))
   before = rundir.read_json(os.path.join(orig_dir, "env.json"))
   now = rundir.environment(config)
   diffs = env_differences(before, now)
@@ -134,7 +140,6 @@ def reproduce(run: str, workdir: str, say=print) -> bool:
   run_lib.run(config, repro_root, rerun=True, say=say)
   new_dir = rundir.run_dir_for(config, repro_root)
 
-  a = rundir.read_json(rundir.results_path(orig_dir))
   b = rundir.read_json(rundir.results_path(new_dir))
   metric_diffs = compare_metrics(a, b, exact)
   param_diffs, worst = compare_params(run_lib.best_params(orig_dir),

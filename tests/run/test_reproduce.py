@@ -96,3 +96,28 @@ def test_unknown_run_is_a_clear_error(tmp_path):
     reproduce.find_run("abcdef", str(tmp_path))
   with pytest.raises(FjftError, match="neither a run directory"):
     reproduce.find_run("not-a-run", str(tmp_path))
+
+
+def _fake_run(root, config: dict, results: str):
+  run = root / "fake-000000000000"
+  run.mkdir()
+  (run / "config.json").write_text(json.dumps(config))
+  (run / "results.json").write_text(results)
+  return str(run)
+
+
+def test_a_saved_config_out_of_range_names_its_file(tmp_path):
+  d = config_lib.to_dict(config_lib.load_config(QUICKSTART))
+  d["train"]["steps"] = "abc"
+  run = _fake_run(tmp_path, d, "{}")
+  with pytest.raises(FjftError, match=r"fake-000000000000/config.json: config field train.steps "
+                     r"must be an integer >= 1 \(got 'abc'\)"):
+    reproduce.reproduce(run, str(tmp_path), say=lambda s: None)
+
+
+def test_a_broken_results_json_is_said_before_anything_trains(tmp_path):
+  run = _fake_run(tmp_path, config_lib.to_dict(config_lib.load_config(QUICKSTART)), "{")
+  said = []
+  with pytest.raises(FjftError, match=r"fake-000000000000/results.json: not valid JSON"):
+    reproduce.reproduce(run, str(tmp_path), say=said.append)
+  assert not said and not os.path.exists(tmp_path / "reproductions")
