@@ -45,7 +45,7 @@ def load_module(path: str):
   except FjftError:
     raise
   except Exception as e:   # the experiment file's own code failed as it was imported
-    raise ConfigError(_raised_in(path, e, "importing it")) from None
+    raise ConfigError(raised_in(path, e, "importing it")) from None
   if not hasattr(module, "get_config"):
     raise ConfigError(f"{path}: an experiment file must define get_config(arg)")
   return module
@@ -84,7 +84,7 @@ def load_config(spec: str, overrides: Iterable[tuple[str, str]] = ()) -> ml_coll
   except FjftError:
     raise
   except Exception as e:   # the experiment's own code: said with its line, not a traceback
-    raise ConfigError(_raised_in(path, e, f"get_config({arg!r})")) from None
+    raise ConfigError(raised_in(path, e, f"get_config({arg!r})")) from None
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigError(f"{path}: get_config must return an ml_collections.ConfigDict "
                       f"(got {type(config).__name__})")
@@ -96,7 +96,7 @@ def load_config(spec: str, overrides: Iterable[tuple[str, str]] = ()) -> ml_coll
   return config
 
 
-def _raised_in(path: str, e: Exception, doing: str) -> str:
+def raised_in(path: str, e: Exception, doing: str) -> str:
   """'<file>:<line>: <doing> raised <type>: <message>', the line the deepest one of the
   experiment file that the error passed through."""
   line = next((f.lineno for f in reversed(traceback.extract_tb(e.__traceback__))

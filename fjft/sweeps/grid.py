@@ -29,7 +29,7 @@ from typing import Any, Iterable, Sequence
 from fjft.config import experiment as config_lib
 from fjft.config import identity
 from fjft.run import rundir
-from fjft.errors import ConfigError
+from fjft.errors import ConfigError, FjftError
 
 Overrides = dict[str, Any]
 
@@ -126,13 +126,29 @@ def load_sweep(spec: str) -> list[Overrides]:
   fn = getattr(module, "sweep", None)
   if fn is None:
     raise ConfigError(f"{path} defines no sweep(); add one returning a list of override dicts")
-  runs = fn(arg) if inspect.signature(fn).parameters else fn()
+  try:
+    runs = fn(arg) if inspect.signature(fn).parameters else fn()
+  except FjftError:
+    raise
+  except Exception as e:   # the experiment's own code: said with its line, not a traceback
+    raise ConfigError(config_lib.raised_in(path, e, "sweep()")) from None
   if not isinstance(runs, (list, tuple)) or not runs:
     raise ConfigError(f"{path}: sweep() must return a non-empty list of override dicts")
   for i, r in enumerate(runs):
     if not isinstance(r, dict):
       raise ConfigError(f"{path}: sweep() run {i} is {r!r}, not a dict of field overrides")
   return list(runs)
+
+
+def _load_run(spec: str, i: int, raw: dict, overrides: list[tuple[str, str]]):
+  """Run i's config; a field of its overrides that is unknown or does not parse names it."""
+  try:
+    return config_lib.load_config(spec, overrides)
+  except ConfigError as e:
+    if any(k in str(e) for k in raw):
+      path = config_lib.split_spec(spec)[0]
+      raise ConfigError(f"{path}: sweep() run {i} {raw!r}: {e}") from None
+    raise
 
 
 def _short_names(fields: list[str]) -> dict[str, str]:
@@ -153,7 +169,7 @@ def plan(spec: str, workdir: str, extra: Iterable[tuple[str, str]] = ()) -> Plan
   raw = load_sweep(spec)
   extra = list(extra)
   runs_text = [extra + [(k, value_text(v)) for k, v in r.items()] for r in raw]
-  configs = [config_lib.load_config(spec, ov) for ov in runs_text]
+  configs = [_load_run(spec, i, raw[i], ov) for i, ov in enumerate(runs_text)]
   keys = sorted({k for ov in runs_text for k, _ in ov})
   swept = [k for k in keys
            if len({repr(config_lib.get_field(c, k)) for c in configs}) > 1] if len(configs) > 1 \

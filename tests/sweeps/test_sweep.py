@@ -61,6 +61,21 @@ def test_unknown_field_in_a_sweep_names_the_closest(tmp_path):
     sweeps.plan(str(exp), str(tmp_path))
 
 
+@pytest.mark.parametrize("sweep_body, message", [
+    ("  raise RuntimeError('bad sweep')\n", r"exp.py:8: sweep\(\) raised RuntimeError: bad sweep$"),
+    ("  return [{'optim.lr': 1e-4}, {'train.steps': 'abc'}]\n",
+     r"exp.py: sweep\(\) run 1 \{'train.steps': 'abc'\}: config field train.steps: cannot parse"),
+])
+def test_a_sweep_that_fails_names_its_file_line_and_run(tmp_path, sweep_body, message):
+  exp = tmp_path / "exp.py"
+  exp.write_text("from fjft.tasks.classify.config import default_config as classify_config\n"
+                 "def get_config(arg=None):\n"
+                 "  c = classify_config()\n  c.name = 'x'\n  c.data.path = 'd'\n  return c\n"
+                 "def sweep():\n" + sweep_body)
+  with pytest.raises(ConfigError, match=message):
+    sweeps.plan(str(exp), str(tmp_path))
+
+
 EXPERIMENT = '''
 """A sweep on a tiny BERT (THREE_RUNS: the third names a text column that does not exist)."""
 from fjft.sweeps import grid as sweeps
