@@ -12,8 +12,8 @@ from __future__ import annotations
 from absl import app, flags
 
 from fjft import cli
-from fjft.errors import ConfigError, exit_on_user_error
-from fjft.parallel.plan import table
+from fjft.errors import exit_on_user_error
+from fjft.parallel.plan import parse_devices, table
 
 cli.define_config_flag()
 flags.DEFINE_string("devices", "1,8,64", "Device counts to plan for, comma-separated.")
@@ -23,10 +23,7 @@ flags.DEFINE_string("devices", "1,8,64", "Device counts to plan for, comma-separ
 def main(argv):
   cli.begin(argv)
   config = cli.load_config_from_flags()
-  try:
-    devices = [int(x) for x in flags.FLAGS.devices.split(",") if x]
-  except ValueError:
-    raise ConfigError(f"--devices: comma-separated integers, not {flags.FLAGS.devices!r}") from None
+  devices = parse_devices(flags.FLAGS.devices)
   print(f"{config.name} ({config.model.name}): bytes per device, activations not counted")
   print(table(config, devices))
 

@@ -14,6 +14,7 @@ from flax import nnx
 from jax.sharding import PartitionSpec
 
 from fjft import tasks
+from fjft.errors import ConfigError
 from fjft.parallel import mesh as mesh_lib
 from fjft.training import optim
 
@@ -48,6 +49,18 @@ def per_device_bytes(config, params, only: str, axis_sizes: dict) -> dict[str, i
          "optimizer": sum(jax.tree.leaves(opt))}
   out["total"] = sum(out.values())
   return out
+
+
+def parse_devices(text: str) -> list[int]:
+  """--devices: '1,8,64' -> [1, 8, 64]; each a count >= 1, at least one."""
+  try:
+    devices = [int(x) for x in text.split(",") if x.strip()]
+  except ValueError:
+    devices = []
+  if not devices or min(devices) < 1:
+    raise ConfigError(f"--devices: comma-separated device counts >= 1, e.g. 1,8,64 "
+                      f"(got {text!r})")
+  return devices
 
 
 def table(config, devices: list[int]) -> str:
