@@ -11,19 +11,23 @@ from fjft.models.layers.linear import param
 
 
 class LayerNorm(nnx.Module):
-  """(x - mean) / std * scale + bias; `stack` gives its params a leading layer axis."""
+  """(x - mean) / std * scale + bias; `stack` gives its params a leading layer axis;
+  `bias=False`: no bias param (ModernBERT's norm_bias=False)."""
 
-  def __init__(self, dim: int, eps: float, *, stack: int | None = None, rngs: nnx.Rngs):
+  def __init__(self, dim: int, eps: float, *, stack: int | None = None, rngs: nnx.Rngs,
+               bias: bool = True):
     self.eps = eps
     self.scale = param(rngs, jax.nn.initializers.ones, (dim,), ("embed",), stack)
-    self.bias = param(rngs, jax.nn.initializers.zeros, (dim,), ("embed",), stack)
+    self.bias = (param(rngs, jax.nn.initializers.zeros, (dim,), ("embed",), stack)
+                 if bias else None)
 
   def __call__(self, x: jax.Array, dtype: jnp.dtype) -> jax.Array:
     x = x.astype(jnp.float32)
     centered = x - jnp.mean(x, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(centered), axis=-1, keepdims=True)
     y = centered * jax.lax.rsqrt(var + self.eps)
-    return (y * self.scale[...] + self.bias[...]).astype(dtype)
+    y = y * self.scale[...]
+    return (y if self.bias is None else y + self.bias[...]).astype(dtype)
 
 
 class RMSNorm(nnx.Module):
