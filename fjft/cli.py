@@ -11,7 +11,7 @@ from absl import flags
 from absl import logging as absl_logging
 
 from fjft.config import experiment as config_lib
-from fjft.errors import ConfigError, FjftError
+from fjft.errors import ConfigError, FjftError, restore_interrupts
 
 
 def define_config_flag() -> None:
@@ -85,6 +85,7 @@ def load_config_from_flags():
 
 def begin(argv: list[str]) -> None:
   """Start of every main: no positional arguments, and quiet library logs."""
+  restore_interrupts()
   if len(argv) > 1:
     from absl import app
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
