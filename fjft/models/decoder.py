@@ -115,10 +115,18 @@ class Features:
   head: jax.Array
   cache: Cache | None
   compute_dtype: Any
+  # cap * tanh(logits / cap) on the logits (Gemma 2's final soft-capping), or None.
+  logit_softcap: float | None = None
 
   def logits(self) -> jax.Array:
-    return matmul(self.hidden, self.head, self.compute_dtype,
-                  out_dtype=jnp.float32).astype(jnp.float32)
+    return project(self.hidden, self.head, self.compute_dtype, self.logit_softcap)
+
+
+def project(x: jax.Array, head: jax.Array, dtype: Any, softcap: float | None = None
+            ) -> jax.Array:
+  """float32 logits x @ head, soft-capped when `softcap` is set."""
+  logits = matmul(x, head, dtype, out_dtype=jnp.float32).astype(jnp.float32)
+  return logits if softcap is None else jnp.tanh(logits / softcap) * softcap
 
 
 class DecoderLM(nnx.Module):

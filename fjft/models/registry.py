@@ -52,6 +52,9 @@ FAMILIES = _Families({
     "mistral": "fjft.models.llama",
     "qwen2": "fjft.models.llama",
     "gpt2": "fjft.models.gpt2",
+    "gemma": "fjft.models.gemma",
+    "gemma2": "fjft.models.gemma",
+    "gemma3_text": "fjft.models.gemma",
 })
 
 # Registered name -> (HF model_type, locator returning an HF folder or a .gguf file).

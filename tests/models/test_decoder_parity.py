@@ -18,6 +18,7 @@ from flax import nnx
 
 from fjft.errors import CheckpointError, ConfigError
 from fjft.models import gpt2, llama
+from fjft.models import gemma
 from fjft.weights import write_safetensors
 
 torch = pytest.importorskip("torch", reason="parity tests need torch")
@@ -52,6 +53,22 @@ CASES = {
     # One KV head, a sliding window shorter than T.
     "mistral": (llama, lambda: transformers.MistralConfig(**_SMALL, num_key_value_heads=1,
                                                           sliding_window=4)),
+    # Gemma: sqrt(H)-scaled embeddings, (1 + w) norms, GeGLU, head_dim != H / heads, tied.
+    "gemma": (gemma, lambda: transformers.GemmaConfig(**_SMALL, num_key_value_heads=2,
+                                                      head_dim=16)),
+    # Gemma 2: sliding (window 4 < T) / global alternation over 3 layers, attention and
+    # final logit soft-capping (caps the logits reach), query_pre_attn_scalar != head_dim.
+    "gemma2": (gemma, lambda: transformers.Gemma2Config(
+        **dict(_SMALL, num_hidden_layers=3), num_key_value_heads=2, head_dim=16,
+        query_pre_attn_scalar=12, sliding_window=4, attn_logit_softcapping=5.0,
+        final_logit_softcapping=8.0)),
+    # Gemma 3 text: q/k norms, local RoPE base on sliding layers, linear scaling on the
+    # global one, one KV head, final soft-capping, untied head.
+    "gemma3_text": (gemma, lambda: transformers.Gemma3TextConfig(
+        **dict(_SMALL, num_hidden_layers=3), num_key_value_heads=1, head_dim=16,
+        query_pre_attn_scalar=12, sliding_window=4, sliding_window_pattern=2,
+        rope_local_base_freq=100.0, rope_scaling={"rope_type": "linear", "factor": 4.0},
+        final_logit_softcapping=8.0, tie_word_embeddings=False)),
 }
 
 
@@ -61,6 +78,9 @@ def _hf_config(name):
 
 FAMILIES = tuple(CASES)
 MODULES = {name: module for name, (module, _) in CASES.items()}
+# Families whose norms scale by (1 + weight): those weights are drawn around 0, so that
+# every family's norms scale by about 1.
+OFFSET_NORMS = (gemma,)
 
 
 def _batch():
@@ -118,7 +138,8 @@ def family(request, tmp_path_factory):
   with torch.no_grad():
     for pname, p in hf_model.named_parameters():
       is_norm = "norm" in pname or ".ln_" in pname
-      base = 1.0 if is_norm and pname.endswith("weight") else 0.0
+      one = is_norm and pname.endswith("weight") and MODULES[name] not in OFFSET_NORMS
+      base = 1.0 if one else 0.0
       p.copy_(base + 0.2 * torch.randn_like(p))
   folder = tmp_path_factory.mktemp(name)
   if name == "qwen2":

@@ -52,10 +52,11 @@ def cross_entropy(features: decoder.Features, targets: jax.Array, weights: jax.A
   w = weights.reshape(-1).astype(jnp.float32)
   n = x.shape[0]
   head, dtype = features.head, features.compute_dtype
+  cap = features.logit_softcap
   if chunk_tokens is None:
     chunk_tokens = max(1, LOGITS_BUDGET_BYTES // (4 * head.shape[-1]))
   if n <= chunk_tokens:
-    return jnp.sum(_token_losses(x, y, head, dtype) * w), jnp.sum(w)
+    return jnp.sum(_token_losses(x, y, head, dtype, cap) * w), jnp.sum(w)
   chunk = chunk_tokens
   pad = -n % chunk
   if pad:  # padded tokens weigh 0
@@ -68,7 +69,7 @@ def cross_entropy(features: decoder.Features, targets: jax.Array, weights: jax.A
 
   @jax.checkpoint
   def chunk_loss(xc, yc, wc):
-    return jnp.sum(_token_losses(xc, yc, head, dtype) * wc)
+    return jnp.sum(_token_losses(xc, yc, head, dtype, cap) * wc)
 
   def body(total, chunk_inputs):
     return total + chunk_loss(*chunk_inputs), None
@@ -77,8 +78,10 @@ def cross_entropy(features: decoder.Features, targets: jax.Array, weights: jax.A
   return total, jnp.sum(w)
 
 
-def _token_losses(x: jax.Array, y: jax.Array, head: jax.Array, dtype) -> jax.Array:
-  """Cross-entropy of each token: x [N, H] projected by head [H, V], targets y [N]."""
-  logits = decoder.matmul(x, head, dtype, out_dtype=jnp.float32).astype(jnp.float32)
+def _token_losses(x: jax.Array, y: jax.Array, head: jax.Array, dtype,
+                  cap: float | None = None) -> jax.Array:
+  """Cross-entropy of each token: x [N, H] projected by head [H, V] (logits soft-capped
+  by `cap`, if set), targets y [N]."""
+  logits = decoder.project(x, head, dtype, cap)
   lse = jax.nn.logsumexp(logits, axis=-1)
   return lse - jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0]
