@@ -48,6 +48,9 @@ class _Families(Mapping[str, ModuleType]):
 FAMILIES = _Families({
     "bert": "fjft.models.bert",
     "roberta": "fjft.models.bert",
+    "xlm-roberta": "fjft.models.bert",
+    "distilbert": "fjft.models.distilbert",
+    "electra": "fjft.models.electra",
     "llama": "fjft.models.llama",
     "mistral": "fjft.models.llama",
     "qwen2": "fjft.models.llama",

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from fjft.models import bert
+from fjft.models import bert, distilbert, electra
 
 torch = pytest.importorskip("torch", reason="parity tests need torch")
 transformers = pytest.importorskip("transformers", reason="parity tests need transformers")
@@ -36,6 +36,21 @@ CASES = {
     # positions from pad_token_id + 1, one token type
     "roberta": (bert, lambda: transformers.RobertaConfig(
         **_SMALL, max_position_embeddings=42, type_vocab_size=1, pad_token_id=1)),
+    "xlm-roberta": (bert, lambda: transformers.XLMRobertaConfig(
+        **_SMALL, max_position_embeddings=42, type_vocab_size=1, pad_token_id=1)),
+    "distilbert": (distilbert, lambda: transformers.DistilBertConfig(
+        vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+        max_position_embeddings=40)),
+    # ReLU, and the position table sinusoidal (not randomised: the saved table is HF's)
+    "distilbert-sinusoidal": (distilbert, lambda: transformers.DistilBertConfig(
+        vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+        max_position_embeddings=40, sinusoidal_pos_embds=True, activation="relu")),
+    # embedding_size != hidden_size: the embeddings_project Linear
+    "electra": (electra, lambda: transformers.ElectraConfig(
+        **_SMALL, embedding_size=16, max_position_embeddings=40)),
+    # embedding_size == hidden_size: no projection
+    "electra-unprojected": (electra, lambda: transformers.ElectraConfig(
+        **_SMALL, embedding_size=32, max_position_embeddings=40)),
 }
 
 
@@ -74,6 +89,8 @@ def _randomise(hf_model):
   torch.manual_seed(0)
   with torch.no_grad():
     for name, p in hf_model.named_parameters():
+      if getattr(hf_model.config, "sinusoidal_pos_embds", False) and "position" in name:
+        continue
       is_norm = "norm" in name.lower()
       base = 1.0 if is_norm and name.endswith("weight") else 0.0
       p.copy_(base + 0.2 * torch.randn_like(p))

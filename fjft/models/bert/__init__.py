@@ -1,4 +1,4 @@
-"""The BERT family: encoders (BERT, MiniLM, RoBERTa) in Flax NNX, with HF weights I/O.
+"""The BERT family: encoders (BERT, MiniLM, RoBERTa, XLM-RoBERTa) in Flax NNX, with HF I/O.
 
 A family module (fjft.models.family): config.py the architecture, modules.py the
 layers, tensors.py the checkpoint names and layouts. Loading, export and

@@ -12,8 +12,11 @@ from fjft.models.config_fields import REQUIRED
 from fjft.models.layers.activations import ACTIVATIONS
 
 # model_type -> first position id. RoBERTa numbers positions from
-# pad_token_id + 1 (pads keep pad_token_id); BERT from 0.
-POSITION_OFFSET_FROM_PAD = {"bert": False, "roberta": True}
+# pad_token_id + 1 (pads keep pad_token_id); BERT from 0. XLM-RoBERTa is RoBERTa's
+# architecture with another vocabulary (transformers' XLMRobertaModel is a copy of
+# RobertaModel, its checkpoints prefixed "roberta." as RoBERTa's), so it is one more
+# model_type here rather than a family of its own.
+POSITION_OFFSET_FROM_PAD = {"bert": False, "roberta": True, "xlm-roberta": True}
 
 # (Config field, HF config.json key, default). Defaults are HF BertConfig's.
 _HF_FIELDS: tuple[tuple[str, str, Any], ...] = (

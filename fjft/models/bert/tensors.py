@@ -1,5 +1,6 @@
 """How a BERT-family checkpoint names and lays out each param (HF BertModel names,
-prefixed "bert." / "roberta." as *ForSequenceClassification saves them)."""
+prefixed "bert." / "roberta." as *ForSequenceClassification saves them; XLM-RoBERTa's
+"roberta." too)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import numpy as np
 from fjft.models.bert.config import POSITION_OFFSET_FROM_PAD, Config
 from fjft.weights.hf_tensors import HFTensor, linear, linear_names, norm, tensor
 
-# Prefixes checkpoints put before the encoder's names (the task models' attribute).
-_PREFIXES = tuple(f"{t}." for t in POSITION_OFFSET_FROM_PAD)
+# model_type -> the prefix checkpoints put before the encoder's names (the task models'
+# attribute, transformers' base_model_prefix): XLM-RoBERTa's is RoBERTa's.
+PREFIX = {t: f"{'roberta' if t == 'xlm-roberta' else t}." for t in POSITION_OFFSET_FROM_PAD}
+_PREFIXES = tuple(sorted(set(PREFIX.values())))
 
 # Older BERT checkpoints (TF conversions) name LayerNorm params gamma/beta.
 _LEGACY_SUFFIXES = {".LayerNorm.gamma": ".LayerNorm.weight",
@@ -23,7 +26,7 @@ _HEADS = ("cls.", "lm_head.", "classifier.", "qa_outputs.")
 
 
 def _prefix(cfg: Config) -> str:
-  return f"{cfg.model_type}."
+  return PREFIX[cfg.model_type]
 
 
 # q, k and v: HF's three [out, in] weights <-> our [in, 3, out] kernel, and their
@@ -40,6 +43,15 @@ def _unfuse_bias(p: np.ndarray) -> list[np.ndarray]:
   return [p[j] for j in range(3)]
 
 
+def fused_qkv(q_k_v: tuple[str, str, str], h: int) -> list[HFTensor]:
+  """The fused [H, 3, H] q/k/v kernel and [3, H] bias of HF modules q_k_v (three
+  torch Linears H -> H): the entries of every family built of bert.modules' layers."""
+  return [HFTensor(("attention", "qkv", "kernel"), tuple(f"{k}.weight" for k in q_k_v),
+                   (h, h), _fuse_kernels, _unfuse_kernel),
+          HFTensor(("attention", "qkv", "bias"), tuple(f"{k}.bias" for k in q_k_v), (h,),
+                   np.stack, _unfuse_bias)]
+
+
 def hf_tensors(cfg: Config) -> list[HFTensor]:
   """Every param and its HF tensor(s); q/k/v are fused into one [H, 3, H] kernel."""
   h, inter, p = cfg.hidden_size, cfg.intermediate_size, _prefix(cfg)
@@ -54,10 +66,7 @@ def hf_tensors(cfg: Config) -> list[HFTensor]:
       embedding("position_embeddings", cfg.max_position_embeddings),
       embedding("token_type_embeddings", cfg.type_vocab_size),
       *norm(("embeddings", "layer_norm"), f"{p}embeddings.LayerNorm", h, bias=True),
-      HFTensor(("attention", "qkv", "kernel"), tuple(f"{k}.weight" for k in q_k_v), (h, h),
-               _fuse_kernels, _unfuse_kernel),
-      HFTensor(("attention", "qkv", "bias"), tuple(f"{k}.bias" for k in q_k_v), (h,),
-               np.stack, _unfuse_bias),
+      *fused_qkv(q_k_v, h),
       *linear(("attention", "output"), f"{layer}.attention.output.dense", h, h, bias=True),
       *norm(("attention", "layer_norm"), f"{layer}.attention.output.LayerNorm", h, bias=True),
       *linear(("intermediate",), f"{layer}.intermediate.dense", h, inter, bias=True),
