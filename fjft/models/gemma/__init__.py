@@ -2,7 +2,8 @@
 
 A family module (fjft.models.family) built on fjft.models.llama's parts: config.py the
 architecture, modules.py the layers (Llama's projections with Gemma's norms, GeGLU,
-soft-capping, sliding/global layers), tensors.py the HF checkpoint names.
+soft-capping, sliding/global layers), tensors.py the HF checkpoint names, gguf.py
+llama.cpp's (Gemma 2 and 3).
 
 What differs from Llama:
   - embeddings are scaled by sqrt(hidden_size) (in the compute dtype, as HF);
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 from fjft.models import build
 from fjft.models.gemma.config import MODEL_TYPES, Config
+from fjft.models.gemma.gguf import GGUF
 from fjft.models.gemma.modules import Model, init_cache, inv_freqs
 from fjft.models.gemma.tensors import (canonical_name, hf_linear_names, hf_tensors,
                                        ignorable, init_std)
@@ -39,7 +41,6 @@ from fjft.models.gemma.tensors import (canonical_name, hf_linear_names, hf_tenso
 KIND = "decoder"
 # HF stores Linear weights [out, in] (PEFT's fan_in_fan_out=False).
 HF_WEIGHT_IN_FIRST = False
-GGUF = None
 
 from_hf, from_state_dict, init_random, to_hf_state_dict = build.weight_functions(__name__)
 
