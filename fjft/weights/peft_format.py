@@ -62,7 +62,9 @@ def write_adapter(out_dir: str, model: nnx.Module, family: ModuleType,
   extra = extra or {}
   for key, value in extra.items():
     tensors[PREFIX + key] = np.ascontiguousarray(value, np.float32)
-  saved = sorted({k.rsplit(".", 1)[0] for k in extra})
+  # the top-level modules (a head of two Linears, RoBERTa's / ELECTRA's classifier.dense and
+  # classifier.out_proj, is the one module "classifier", as PEFT wraps it for SEQ_CLS)
+  saved = sorted({k.split(".", 1)[0] for k in extra})
   config = {
       "peft_type": "LORA", "task_type": task_type, "base_model_name_or_path": base_model,
       "r": structure["rank"], "lora_alpha": structure["alpha"],

@@ -4,6 +4,8 @@ run) its adapter and head in the PEFT format."""
 from __future__ import annotations
 
 import numpy as np
+from flax import nnx
+
 from fjft.errors import FjftError
 from fjft.models import registry
 from fjft.run import opened
@@ -12,7 +14,40 @@ from fjft.weights.hf_dir import write_hf_dir
 
 # transformers' class for a classification head on each encoder family.
 HF_CLASSIFIER = {"bert": "BertForSequenceClassification",
-                 "roberta": "RobertaForSequenceClassification"}
+                 "roberta": "RobertaForSequenceClassification",
+                 "xlm-roberta": "XLMRobertaForSequenceClassification",
+                 "distilbert": "DistilBertForSequenceClassification",
+                 "electra": "ElectraForSequenceClassification"}
+
+# model_type -> (HF name of the head's dense layer before the classifier, or None; HF name
+# of the classifier). BERT's dense layer is the encoder's pooler (exported with it);
+# RoBERTa's head (classifier.dense + tanh + classifier.out_proj on <s>) is the same math,
+# so the encoder's pooler is written as classifier.dense; DistilBERT's and ELECTRA's
+# dense layer is the Classifier's pre_classifier (fjft.tasks.classify.model.DENSE_HEADS).
+HF_HEAD_NAMES = {"bert": (None, "classifier"),
+                 "roberta": ("classifier.dense", "classifier.out_proj"),
+                 "xlm-roberta": ("classifier.dense", "classifier.out_proj"),
+                 "distilbert": ("pre_classifier", "classifier"),
+                 "electra": ("classifier.dense", "classifier.out_proj")}
+
+
+def _linear(params, name: str) -> dict:
+  return {f"{name}.weight": np.ascontiguousarray(np.asarray(params["kernel"][...]).T),
+          f"{name}.bias": np.asarray(params["bias"][...])}
+
+
+def head_tensors(model_type: str, params, tensors: dict) -> dict:
+  """The HF-named tensors of the classification head of `params` (the Classifier's state
+  or pure dict); `tensors` (the encoder's, HF-named) loses a pooler that HF's head holds."""
+  dense, classifier = HF_HEAD_NAMES.get(model_type, (None, "classifier"))
+  out = _linear(params["classifier"], classifier)
+  if dense is not None and "pre_classifier" in params:
+    out.update(_linear(params["pre_classifier"], dense))
+  elif dense is not None:   # the encoder's pooler is HF's head's dense layer
+    for part in ("weight", "bias"):
+      name = next(k for k in tensors if k.endswith(f"pooler.dense.{part}"))
+      out[f"{dense}.{part}"] = tensors.pop(name)
+  return out
 
 
 def check_hf_head(run_dir: str, info: dict) -> None:
@@ -36,9 +71,7 @@ def export_hf(run_dir: str, out_dir: str) -> str:
   family = registry.family_module(family_name)
   cfg = family.Config.from_hf(run.info["hf_config"])
   tensors = family.to_hf_state_dict(cfg, run.params["encoder"])
-  head = run.params["classifier"]
-  tensors["classifier.weight"] = np.ascontiguousarray(np.asarray(head["kernel"][...]).T)
-  tensors["classifier.bias"] = np.asarray(head["bias"][...])
+  tensors.update(head_tensors(cfg.to_hf()["model_type"], run.params, tensors))
   labels = run.info["labels"]
   hf_config = dict(run.info["hf_config"], architectures=[HF_CLASSIFIER[family_name]],
                    id2label={str(i): l for i, l in enumerate(labels)},
@@ -52,8 +85,15 @@ def export_hf(run_dir: str, out_dir: str) -> str:
 
 def export_peft(run_dir: str, out_dir: str) -> str:
   """Writes a LoRA run's adapter and its new head (modules_to_save) in the PEFT format."""
-  check_hf_head(run_dir, opened.read_info(run_dir))
-  return peft_export.export_encoder_adapter(
-      run_dir, out_dir, "SEQ_CLS", prefixed=True,
-      head=lambda model: {"classifier.weight": np.asarray(model.classifier.kernel[...]).T,
-                          "classifier.bias": np.asarray(model.classifier.bias[...])})
+  info = opened.read_info(run_dir)
+  check_hf_head(run_dir, info)
+  model_type = info["hf_config"].get("model_type")
+
+  def head(model):
+    state = nnx.state(model)
+    encoder = state["encoder"]
+    pooler = _linear(encoder["pooler"], "pooler.dense") if "pooler" in encoder else {}
+    return head_tensors(model_type, state, pooler)
+
+  return peft_export.export_encoder_adapter(run_dir, out_dir, "SEQ_CLS", prefixed=True,
+                                            head=head)

@@ -5,6 +5,8 @@ transformers' *ForSequenceClassification (pooler + classifier), so a fine-tuned 
 exports to an HF directory with the same logits. "mean" pools the real tokens' final hidden
 states instead, the way sentence-transformers checkpoints (all-MiniLM-L6-v2) were trained
 to summarise a sentence; HF's BERT head has no such mode, so those runs do not export.
+Families whose HF head is not BERT's pooler + classifier are mapped in DENSE_HEADS (here)
+and fjft.tasks.classify.export.HF_HEAD_NAMES.
 """
 
 from __future__ import annotations
@@ -17,20 +19,29 @@ from flax import nnx
 
 from fjft.errors import ConfigError
 from fjft.models.layers import dropout as dropout_lib
+from fjft.models.layers.activations import ACTIVATIONS
 from fjft.models.pooling import pool
 
 # Parameters whose paths match this are new, not loaded from the pretrained checkpoint.
-HEAD_PATTERN = r"^classifier\."
+HEAD_PATTERN = r"^(pre_)?classifier\."
 POOLINGS = ("pooler", "mean")
+# model_type -> the activation of the dense layer that HF's *ForSequenceClassification of
+# that family puts between the [CLS] state and the classifier, for families whose encoder
+# has no pooler doing it (BERT's pooler is dense + tanh; RoBERTa's head is the same on the
+# encoder's pooler): DistilBERT's pre_classifier + ReLU, ELECTRA's dense + GELU. With
+# pooling "pooler" the Classifier of such a family holds that layer (`pre_classifier`),
+# so that it is HF's head and exports with the same logits.
+DENSE_HEADS = {"distilbert": "relu", "electra": "gelu"}
 
 
 class Head(nnx.Module):
   """The new linear layer: logical axes (embed, labels), as every fjft parameter has."""
 
-  def __init__(self, hidden_size: int, num_labels: int, *, rngs: nnx.Rngs):
+  def __init__(self, hidden_size: int, num_labels: int, *, rngs: nnx.Rngs,
+               out_axis: str | None = "labels"):
     w = 0.02 * jax.random.normal(rngs.params(), (hidden_size, num_labels), jnp.float32)
-    self.kernel = nnx.Param(w, out_sharding=("embed", "labels"), eager_sharding=False)
-    self.bias = nnx.Param(jnp.zeros((num_labels,), jnp.float32), out_sharding=("labels",),
+    self.kernel = nnx.Param(w, out_sharding=("embed", out_axis), eager_sharding=False)
+    self.bias = nnx.Param(jnp.zeros((num_labels,), jnp.float32), out_sharding=(out_axis,),
                           eager_sharding=False)
 
   def __call__(self, x):
@@ -40,7 +51,7 @@ class Head(nnx.Module):
 class Classifier(nnx.Module):
 
   def __init__(self, encoder: nnx.Module, hidden_size: int, num_labels: int, dropout: float,
-               *, rngs: nnx.Rngs, pooling: str = "pooler"):
+               *, rngs: nnx.Rngs, pooling: str = "pooler", dense_activation: str | None = None):
     if pooling not in POOLINGS:
       raise ConfigError(f"config field model.pooling must be one of {', '.join(POOLINGS)} for "
                         f"classification, got {pooling!r}")
@@ -49,6 +60,10 @@ class Classifier(nnx.Module):
     self.pooling = pooling
     # HF initialises the head with N(0, 0.02) weights and zero bias; so do we.
     self.classifier = Head(hidden_size, num_labels, rngs=rngs)
+    # DENSE_HEADS: the dense layer of HF's head, on the [CLS] state (pooling "pooler").
+    self.dense_activation = dense_activation if pooling == "pooler" else None
+    if self.dense_activation is not None:
+      self.pre_classifier = Head(hidden_size, hidden_size, rngs=rngs, out_axis=None)
 
   def __call__(self, input_ids, attention_mask, *, dropout_key=None, compute_dtype=jnp.float32):
     enc_key = head_key = None
@@ -58,6 +73,8 @@ class Classifier(nnx.Module):
                                   compute_dtype=compute_dtype)
     if self.pooling == "mean":
       pooled = pool(hidden, attention_mask, "mean", False)
+    if self.dense_activation is not None:
+      pooled = ACTIVATIONS[self.dense_activation](self.pre_classifier(pooled.astype(jnp.float32)))
     if head_key is not None and self.dropout > 0:
       pooled = dropout_lib.dropout(pooled, self.dropout, head_key)
     return self.classifier(pooled.astype(jnp.float32))

@@ -24,7 +24,8 @@ def build_model(config, encoder: encoders.Encoder, num_labels: int) -> classify.
   or the head of the PEFT adapter peft.init_from (its modules_to_save)."""
   model = classify.Classifier(encoder.module, encoder.cfg.hidden_size, num_labels,
                               config.model.classifier_dropout, rngs=nnx.Rngs(config.seed),
-                              pooling=config.model.pooling)
+                              pooling=config.model.pooling,
+                              dense_activation=classify.DENSE_HEADS.get(encoder.model_type))
   head = adapters.load_initial(encoder.module, encoder.family.hf_linear_names(encoder.cfg),
                                config)
   if head:
@@ -125,7 +126,9 @@ def skeleton(info: dict) -> classify.Classifier:
   """The run's classifier with the right shapes, without reading pretrained weights."""
   encoder, cfg = encoders.skeleton(info)
   return classify.Classifier(encoder, cfg.hidden_size, len(info["labels"]), 0.0,
-                             rngs=nnx.Rngs(0), pooling=info.get("pooling", "pooler"))
+                             rngs=nnx.Rngs(0), pooling=info.get("pooling", "pooler"),
+                             dense_activation=classify.DENSE_HEADS.get(
+                                 info["hf_config"].get("model_type")))
 
 
 class ClassifyTask(EncoderTask):

@@ -12,7 +12,8 @@ from fjft.tasks import peft_export
 from fjft.weights.hf_dir import write_hf_dir
 
 # transformers' bare encoder class for each family (what sentence-transformers loads).
-HF_ENCODER = {"bert": "BertModel", "roberta": "RobertaModel"}
+HF_ENCODER = {"bert": "BertModel", "roberta": "RobertaModel", "xlm-roberta": "XLMRobertaModel",
+              "distilbert": "DistilBertModel", "electra": "ElectraModel"}
 
 
 def export_sentence_transformers(run_dir: str, out_dir: str) -> str:
