@@ -92,7 +92,9 @@ def gguf_layout(arch: str) -> family_lib.GGUFLayout | None:
   """The GGUF layout of the family whose GGUF files have general.architecture `arch`
   (llama.cpp names these architectures as HF names the model_types)."""
   if arch not in FAMILIES:
-    return None
+    # An architecture llama.cpp names otherwise (gemma3 is gemma3_text): any layout's.
+    return next((layout for t in FAMILIES if (layout := FAMILIES[t].GGUF)
+                 and arch in layout.archs), None)
   layout = FAMILIES[arch].GGUF
   return layout if layout is not None and arch in layout.archs else None
 
