@@ -171,7 +171,7 @@ class Config:
     pos = d.get("pos_att_type") or ()
     if isinstance(pos, str):
       pos = [x.strip() for x in pos.lower().split("|")]
-    return cls(**kwargs, pos_att_type=tuple(pos), **runtime_options)
+    return cls(**{**kwargs, **runtime_options}, pos_att_type=tuple(pos))
 
   def to_hf(self) -> dict[str, Any]:
     """The HF config.json fields (without architectures/labels)."""
