@@ -48,6 +48,8 @@ class _Families(Mapping[str, ModuleType]):
 FAMILIES = _Families({
     "bert": "fjft.models.bert",
     "roberta": "fjft.models.bert",
+    "deberta-v2": "fjft.models.deberta",
+    "modernbert": "fjft.models.modernbert",
     "xlm-roberta": "fjft.models.bert",
     "distilbert": "fjft.models.distilbert",
     "electra": "fjft.models.electra",

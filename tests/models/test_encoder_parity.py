@@ -17,6 +17,7 @@ import pytest
 from flax import nnx
 
 from fjft.models import bert, distilbert, electra
+from fjft.models import deberta, modernbert
 
 torch = pytest.importorskip("torch", reason="parity tests need torch")
 transformers = pytest.importorskip("transformers", reason="parity tests need transformers")
@@ -51,6 +52,29 @@ CASES = {
     # embedding_size == hidden_size: no projection
     "electra-unprojected": (electra, lambda: transformers.ElectraConfig(
         **_SMALL, embedding_size=32, max_position_embeddings=40)),
+    # DeBERTa-v3: c2p + p2c sharing the q/k projections, log buckets (8: distances past 4
+    # bucketed), normalised relative embeddings, no absolute positions or token types
+    "deberta-v3": (deberta, lambda: transformers.DebertaV2Config(
+        **_SMALL, max_position_embeddings=64, relative_attention=True, position_buckets=8,
+        norm_rel_ebd="layer_norm", share_att_key=True, pos_att_type="p2c|c2p",
+        position_biased_input=False, type_vocab_size=0)),
+    # DeBERTa-v2: own position projections, distances clamped at 6, absolute positions,
+    # token types, embedding_size != hidden_size, the convolution after layer 0
+    "deberta-v2": (deberta, lambda: transformers.DebertaV2Config(
+        **_SMALL, max_position_embeddings=40, relative_attention=True, max_relative_positions=6,
+        pos_att_type=["c2p", "p2c"], type_vocab_size=2, embedding_size=24,
+        conv_kernel_size=3, conv_act="gelu")),
+    # global, local, global; the local window (|i - j| <= 2) shorter than the batch
+    "modernbert": (modernbert, lambda: transformers.ModernBertConfig(
+        **{**_SMALL, "num_hidden_layers": 3}, max_position_embeddings=64, local_attention=4,
+        global_attn_every_n_layers=2, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        cls_token_id=1, sep_token_id=2)),
+    # with every bias, other RoPE thetas
+    "modernbert-biases": (modernbert, lambda: transformers.ModernBertConfig(
+        **{**_SMALL, "num_hidden_layers": 3}, max_position_embeddings=64, local_attention=6,
+        global_attn_every_n_layers=3, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        cls_token_id=1, sep_token_id=2, norm_bias=True, attention_bias=True, mlp_bias=True,
+        global_rope_theta=500.0, local_rope_theta=50.0)),
 }
 
 

@@ -18,6 +18,7 @@ HF_CLASSIFIER = {"bert": "BertForSequenceClassification",
                  "xlm-roberta": "XLMRobertaForSequenceClassification",
                  "distilbert": "DistilBertForSequenceClassification",
                  "electra": "ElectraForSequenceClassification"}
+HF_CLASSIFIER["deberta-v2"] = "DebertaV2ForSequenceClassification"
 
 # model_type -> (HF name of the head's dense layer before the classifier, or None; HF name
 # of the classifier). BERT's dense layer is the encoder's pooler (exported with it);
@@ -29,6 +30,7 @@ HF_HEAD_NAMES = {"bert": (None, "classifier"),
                  "xlm-roberta": ("classifier.dense", "classifier.out_proj"),
                  "distilbert": ("pre_classifier", "classifier"),
                  "electra": ("classifier.dense", "classifier.out_proj")}
+HF_HEAD_NAMES["deberta-v2"] = ("pooler.dense", "classifier")   # its ContextPooler
 
 
 def _linear(params, name: str) -> dict:

@@ -32,6 +32,8 @@ POOLINGS = ("pooler", "mean")
 # pooling "pooler" the Classifier of such a family holds that layer (`pre_classifier`),
 # so that it is HF's head and exports with the same logits.
 DENSE_HEADS = {"distilbert": "relu", "electra": "gelu"}
+# DeBERTa's ContextPooler: dense + pooler_hidden_act ("gelu" in the released configs).
+DENSE_HEADS["deberta-v2"] = "gelu"
 
 
 class Head(nnx.Module):

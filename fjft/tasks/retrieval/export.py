@@ -14,6 +14,7 @@ from fjft.weights.hf_dir import write_hf_dir
 # transformers' bare encoder class for each family (what sentence-transformers loads).
 HF_ENCODER = {"bert": "BertModel", "roberta": "RobertaModel", "xlm-roberta": "XLMRobertaModel",
               "distilbert": "DistilBertModel", "electra": "ElectraModel"}
+HF_ENCODER.update({"deberta-v2": "DebertaV2Model", "modernbert": "ModernBertModel"})
 
 
 def export_sentence_transformers(run_dir: str, out_dir: str) -> str:
