@@ -149,6 +149,13 @@ class DecoderLM(nnx.Module):
   def sliding_window(self) -> int | None:
     return None
 
+  def embed_with_cache(self, input_ids: jax.Array, positions: jax.Array,
+                       cache: Cache | None, dropout_key: jax.Array | None,
+                       dtype: jnp.dtype) -> tuple[jax.Array, Any]:
+    """`embed`, for a family whose embedding also depends on the KV cache (Phi-3's
+    longrope picks its RoPE factors by the cache's length); others keep `embed`."""
+    return self.embed(input_ids, positions, dropout_key, dtype)
+
   def __call__(self, input_ids: jax.Array, positions: jax.Array, **kwargs
                ) -> tuple[jax.Array, Cache | None]:
     """(float32 logits [B, T, vocab], the new Cache or None); the arguments
@@ -192,7 +199,7 @@ class DecoderLM(nnx.Module):
     mask, kv, cache_index = kv_cache.slots_and_cache(
         cfg.num_layers, input_ids.shape[1], cache, cache_index, kv_mask,
         self.sliding_window(), segment_ids)
-    x, extra = self.embed(input_ids, positions, dropout_key, compute_dtype)
+    x, extra = self.embed_with_cache(input_ids, positions, cache, dropout_key, compute_dtype)
 
     def call(layer, x, kv, i):
       return layer(cfg, x, extra, mask, kv, i, cache_index, fold(dropout_key, i),

@@ -57,6 +57,7 @@ FAMILIES = _Families({
     "mistral": "fjft.models.llama",
     "qwen2": "fjft.models.llama",
     "gpt2": "fjft.models.gpt2",
+    "phi3": "fjft.models.phi3",
     "gemma": "fjft.models.gemma",
     "gemma2": "fjft.models.gemma",
     "gemma3_text": "fjft.models.gemma",

@@ -18,6 +18,7 @@ from flax import nnx
 
 from fjft.errors import CheckpointError, ConfigError
 from fjft.models import gpt2, llama
+from fjft.models import phi3
 from fjft.models import gemma
 from fjft.weights import write_safetensors
 
@@ -33,6 +34,8 @@ LOGICAL_NAMES = {"vocab", "embed", "heads", "kv_heads", "mlp", "position",
 _SMALL = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
               num_hidden_layers=2, num_attention_heads=4,
               max_position_embeddings=64)
+# Phi3Config's default pad/eos ids (32000) lie outside the tiny vocabulary.
+_PHI3 = dict(_SMALL, pad_token_id=0, eos_token_id=2)
 
 
 # The decoder families, one row each: case name -> (the fjft family module, the HF config
@@ -69,6 +72,24 @@ CASES = {
         query_pre_attn_scalar=12, sliding_window=4, sliding_window_pattern=2,
         rope_local_base_freq=100.0, rope_scaling={"rope_type": "linear", "factor": 4.0},
         final_logit_softcapping=8.0, tie_word_embeddings=False)),
+    # Phi-3: fused qkv / gate_up, GQA, a sliding window shorter than T.
+    "phi3": (phi3, lambda: transformers.Phi3Config(**_PHI3, num_key_value_heads=2,
+                                                   sliding_window=4)),
+    # longrope: every sequence here is longer than original 2, so the long factors and
+    # the attention factor of max/original 64/2 apply (also while transformers generates,
+    # which recomputes its cache when a sequence crosses the original length; fjft picks
+    # by the cache's length, fjft.models.phi3.rope). Short factors: tests/models/test_phi3.
+    "phi3_longrope": (phi3, lambda: transformers.Phi3Config(
+        **_PHI3, num_key_value_heads=2, original_max_position_embeddings=2,
+        rope_scaling={"rope_type": "longrope", "short_factor": [1.0, 1.2, 1.5, 2.0],
+                      "long_factor": [1.5, 3.0, 5.0, 9.0]})),
+    # Phi-4-mini's shape: RoPE on 3/4 of each head (longrope factors of 3, an explicit
+    # attention factor), tied head.
+    "phi3_partial": (phi3, lambda: transformers.Phi3Config(
+        **_PHI3, partial_rotary_factor=0.75, original_max_position_embeddings=2,
+        tie_word_embeddings=True,
+        rope_scaling={"rope_type": "longrope", "short_factor": [1.0, 1.1, 1.3],
+                      "long_factor": [2.0, 4.0, 6.0], "attention_factor": 1.2})),
 }
 
 
