@@ -11,9 +11,11 @@ from fjft.weights.hf_dir import write_hf_dir
 # transformers' causal-LM class for each decoder model_type.
 HF_CAUSAL_LM = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
                 "qwen2": "Qwen2ForCausalLM", "gpt2": "GPT2LMHeadModel"}
-HF_CAUSAL_LM["phi3"] = "Phi3ForCausalLM"
 HF_CAUSAL_LM.update(gemma="GemmaForCausalLM", gemma2="Gemma2ForCausalLM",
                     gemma3_text="Gemma3ForCausalLM")
+HF_CAUSAL_LM["phi3"] = "Phi3ForCausalLM"
+HF_CAUSAL_LM.update(qwen3="Qwen3ForCausalLM", olmo2="Olmo2ForCausalLM",
+                    granite="GraniteForCausalLM", smollm3="SmolLM3ForCausalLM")
 
 
 def export_decoder(lm, out_dir: str) -> str:

@@ -57,10 +57,14 @@ FAMILIES = _Families({
     "mistral": "fjft.models.llama",
     "qwen2": "fjft.models.llama",
     "gpt2": "fjft.models.gpt2",
-    "phi3": "fjft.models.phi3",
     "gemma": "fjft.models.gemma",
     "gemma2": "fjft.models.gemma",
     "gemma3_text": "fjft.models.gemma",
+    "phi3": "fjft.models.phi3",
+    "qwen3": "fjft.models.llama_variants",
+    "olmo2": "fjft.models.llama_variants",
+    "granite": "fjft.models.llama_variants",
+    "smollm3": "fjft.models.llama_variants",
 })
 
 # Registered name -> (HF model_type, locator returning an HF folder or a .gguf file).

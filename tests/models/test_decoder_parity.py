@@ -18,8 +18,9 @@ from flax import nnx
 
 from fjft.errors import CheckpointError, ConfigError
 from fjft.models import gpt2, llama
-from fjft.models import phi3
+from fjft.models import llama_variants
 from fjft.models import gemma
+from fjft.models import phi3
 from fjft.weights import write_safetensors
 
 torch = pytest.importorskip("torch", reason="parity tests need torch")
@@ -36,6 +37,10 @@ _SMALL = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
               max_position_embeddings=64)
 # Phi3Config's default pad/eos ids (32000) lie outside the tiny vocabulary.
 _PHI3 = dict(_SMALL, pad_token_id=0, eos_token_id=2)
+
+
+# Token ids inside the tiny vocabulary (some configs default to ids of a 128k one).
+_TOKENS = dict(_SMALL, bos_token_id=1, eos_token_id=2, pad_token_id=0)
 
 
 # The decoder families, one row each: case name -> (the fjft family module, the HF config
@@ -56,6 +61,20 @@ CASES = {
     # One KV head, a sliding window shorter than T.
     "mistral": (llama, lambda: transformers.MistralConfig(**_SMALL, num_key_value_heads=1,
                                                           sliding_window=4)),
+    # q/k norms per head, head_dim 16 != hidden / heads, GQA, untied head.
+    "qwen3": (llama_variants, lambda: transformers.Qwen3Config(
+        **_TOKENS, num_key_value_heads=2, head_dim=16)),
+    # q/k norms over the whole projections, post-norms, GQA, attention biases.
+    "olmo2": (llama_variants, lambda: transformers.Olmo2Config(
+        **_TOKENS, num_key_value_heads=2, attention_bias=True)),
+    # Granite's four scalars, one KV head, MLP biases, tied head.
+    "granite": (llama_variants, lambda: transformers.GraniteConfig(
+        **_TOKENS, num_key_value_heads=1, embedding_multiplier=12.0, residual_multiplier=0.22,
+        attention_multiplier=0.05, logits_scaling=8.0, mlp_bias=True,
+        tie_word_embeddings=True)),
+    # Layer 1 of 2 without RoPE (no_rope_layer_interval 2), GQA, tied head (its default).
+    "smollm3": (llama_variants, lambda: transformers.SmolLM3Config(
+        **_TOKENS, num_key_value_heads=2, no_rope_layer_interval=2)),
     # Gemma: sqrt(H)-scaled embeddings, (1 + w) norms, GeGLU, head_dim != H / heads, tied.
     "gemma": (gemma, lambda: transformers.GemmaConfig(**_SMALL, num_key_value_heads=2,
                                                       head_dim=16)),

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from fjft.models import decoder
-from fjft.models.layers import kv_cache
+from fjft.models.layers import kv_cache, lora
 from fjft.models.layers.attention import attend
 from fjft.models.layers.dropout import fold
 from fjft.models.layers.embed import Embed
@@ -108,7 +108,8 @@ class Model(decoder.DecoderLM):
 
   def finish(self, x, dtype):
     embed = self.embed_tokens.embedding[...]
-    head = embed.T if self.lm_head is None else self.lm_head.kernel[...]
+    # float_kernel: an untied head's LoRA adapter (or quantised kernel) counts here too.
+    head = embed.T if self.lm_head is None else lora.float_kernel(self.lm_head)
     return self.norm(x, dtype), head
 
 
