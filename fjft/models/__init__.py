@@ -1,2 +1,3 @@
-"""Model families (fjft.models.family: bert, llama, gpt2), the registry that finds and
-loads them (fjft.models.registry), and the layers they are built from (layers/)."""
+"""Model families (fjft.models.family; one package each, listed in registry.FAMILIES),
+the registry that finds and loads them (fjft.models.registry), and the layers they are
+built from (layers/)."""

@@ -1,4 +1,4 @@
-"""What every decoder family runs (llama and gpt2 use it): the layer stack, unrolled
+"""What every decoder family runs (every decoder family uses it): the layer stack, unrolled
 or scanned and with remat, the call contract of a decoder Model (`DecoderLM`), and
 the features it ends with.
 
@@ -130,7 +130,7 @@ def project(x: jax.Array, head: jax.Array, dtype: Any, softcap: float | None = N
 
 
 class DecoderLM(nnx.Module):
-  """The call contract of every decoder family's Model (llama, gpt2).
+  """The call contract of every decoder family's Model (llama, gpt2, gemma, phi3, llama_variants).
 
   A subclass sets `cfg` and `layers` (make_layers) and defines `embed` and
   `finish`; its blocks are called as block(cfg, x, extra, mask, kv, layer,
