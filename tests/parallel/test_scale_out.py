@@ -20,7 +20,7 @@ from fjft.config import identity
 from fjft.parallel import distributed
 from fjft.run import opened
 from fjft.errors import ConfigError
-from tests.conftest import REPO, cli_args, overrides, QUICKSTART
+from tests.conftest import REPO, cli_args, QUICKSTART
 
 
 @pytest.fixture(scope="module")

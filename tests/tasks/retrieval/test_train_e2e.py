@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 
-from fjft.config import experiment as config_lib
 from fjft.config import identity
 from fjft.tasks.retrieval import embedding
 from fjft.run import opened, runner
