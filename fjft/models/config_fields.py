@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -92,3 +93,9 @@ def check_runtime_options(cfg: Any, dropout_names: Sequence[str]) -> None:
   if cfg.remat not in REMAT_POLICIES:
     raise ConfigError(f"remat {cfg.remat!r} is not one of {list(REMAT_POLICIES)}")
   check_dropout(cfg, dropout_names)
+
+
+def hash_fields(cfg: Any) -> int:
+  """A frozen Config's hash from its fields as JSON: nnx graphdefs (and so jit caches) hash
+  the Config, and a dict field (rope_scaling) would fail the generated hash."""
+  return hash(json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str))

@@ -4,7 +4,6 @@ to HF config.json (transformers 4 and 5 spellings), plus the runtime options of 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -187,8 +186,8 @@ class Config(config_fields.DecoderRuntime):
 
   # rope_scaling is a dict, so the generated hash would fail; nnx graphdefs
   # (and so jit caches) hash the Config.
-  def __hash__(self):
-    return hash(json.dumps(dataclasses.asdict(self), sort_keys=True, default=str))
+  def __hash__(self):   # see config_fields.hash_fields
+    return config_fields.hash_fields(self)
 
   @property
   def output_bias(self) -> bool:

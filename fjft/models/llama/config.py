@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -65,6 +64,22 @@ def _rope_from_hf(d: Mapping[str, Any]) -> tuple[float, dict | None]:
     params.setdefault("original_max_position_embeddings",
                       d.get("max_position_embeddings", 2048))
   return float(theta), {"rope_type": kind, **params}
+
+
+def checked_rope_scaling(scaling: Mapping[str, Any]) -> dict:
+  """rope_scaling with its type under "rope_type" (older configs say "type"); an
+  unsupported type, or one lacking its keys, is a ConfigError."""
+  scaling = dict(scaling)
+  kind = scaling.get("rope_type", scaling.get("type"))
+  if kind not in _ROPE_KEYS:
+    raise ConfigError(f"rope_scaling type {kind!r} is not supported;"
+                      f" supported: {sorted(_ROPE_KEYS)} (or None)")
+  missing = [k for k in _ROPE_KEYS[kind] if k not in scaling]
+  if missing:
+    raise ConfigError(f"rope_scaling of type {kind!r} lacks {missing}")
+  scaling.pop("type", None)
+  scaling["rope_type"] = kind
+  return scaling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,24 +161,11 @@ class Config(config_fields.DecoderRuntime):
     if isinstance(self.eos_token_id, list):
       fix("eos_token_id", tuple(self.eos_token_id))
     if self.rope_scaling is not None:
-      scaling = dict(self.rope_scaling)
-      kind = scaling.get("rope_type", scaling.get("type"))
-      if kind not in _ROPE_KEYS:
-        raise ConfigError(f"rope_scaling type {kind!r} is not supported;"
-                          f" supported: {sorted(_ROPE_KEYS)} (or None)")
-      missing = [k for k in _ROPE_KEYS[kind] if k not in scaling]
-      if missing:
-        raise ConfigError(f"rope_scaling of type {kind!r} lacks {missing}")
-      scaling.pop("type", None)
-      scaling["rope_type"] = kind
-      fix("rope_scaling", scaling)
+      fix("rope_scaling", checked_rope_scaling(self.rope_scaling))
     config_fields.check_runtime_options(self, ("attention_dropout", "hidden_dropout"))
 
-  # rope_scaling is a dict, so the generated hash would fail; nnx graphdefs
-  # (and so jit caches) hash the Config.
-  def __hash__(self):
-    return hash(json.dumps(dataclasses.asdict(self), sort_keys=True,
-                           default=str))
+  def __hash__(self):   # rope_scaling is a dict: see config_fields.hash_fields
+    return config_fields.hash_fields(self)
 
   @property
   def output_bias(self) -> bool:

@@ -14,14 +14,13 @@ from the model_type, or read from the fields only that model_type's config.json 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from fjft.errors import ConfigError
 from fjft.models import config_fields
 from fjft.models.config_fields import REQUIRED
-from fjft.models.llama.config import _ROPE_KEYS, _rope_from_hf
+from fjft.models.llama.config import _rope_from_hf, checked_rope_scaling
 
 MODEL_TYPES = ("qwen3", "olmo2", "granite", "smollm3")
 ARCHITECTURES = {"qwen3": "Qwen3ForCausalLM", "olmo2": "Olmo2ForCausalLM",
@@ -163,22 +162,11 @@ class Config(config_fields.DecoderRuntime):
     if isinstance(self.eos_token_id, list):
       fix("eos_token_id", tuple(self.eos_token_id))
     if self.rope_scaling is not None:
-      scaling = dict(self.rope_scaling)
-      kind = scaling.get("rope_type", scaling.get("type"))
-      if kind not in _ROPE_KEYS:
-        raise ConfigError(f"rope_scaling type {kind!r} is not supported;"
-                          f" supported: {sorted(_ROPE_KEYS)} (or None)")
-      missing = [k for k in _ROPE_KEYS[kind] if k not in scaling]
-      if missing:
-        raise ConfigError(f"rope_scaling of type {kind!r} lacks {missing}")
-      scaling.pop("type", None)
-      scaling["rope_type"] = kind
-      fix("rope_scaling", scaling)
+      fix("rope_scaling", checked_rope_scaling(self.rope_scaling))
     config_fields.check_runtime_options(self, ("attention_dropout", "hidden_dropout"))
 
-  # rope_scaling is a dict; nnx graphdefs (and so jit caches) hash the Config.
-  def __hash__(self):
-    return hash(json.dumps(dataclasses.asdict(self), sort_keys=True, default=str))
+  def __hash__(self):   # rope_scaling is a dict: see config_fields.hash_fields
+    return config_fields.hash_fields(self)
 
   @property
   def qk_norm(self) -> str | None:

@@ -5,7 +5,6 @@ the runtime options of a run."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -172,8 +171,8 @@ class Config(config_fields.DecoderRuntime):
 
   # rope_scaling is a dict, so the generated hash would fail; nnx graphdefs
   # (and so jit caches) hash the Config.
-  def __hash__(self):
-    return hash(json.dumps(dataclasses.asdict(self), sort_keys=True, default=str))
+  def __hash__(self):   # see config_fields.hash_fields
+    return config_fields.hash_fields(self)
 
   @property
   def rotary_dim(self) -> int:
