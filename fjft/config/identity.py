@@ -29,6 +29,7 @@ HASHED_WHEN_SET = {
     "model.pooling": "pooler",   # classification; retrieval's "auto"/"mean"/"cls" stay hashed
     # LM and retrieval; on by default: it changes no shipped experiment's splits (checked)
     "data.drop_duplicates": True,
+    "data.chat_template": "",     # LM: the model's own template
 }
 # Groups added later, left out of the hash while their switch field is off.
 GROUPS_HASHED_WHEN_ON = {"peft": ("method", "")}

@@ -78,40 +78,32 @@ def check_messages(messages: Any, where: str) -> list[dict[str, str]]:
     if m.get("role") not in ROLES:
       raise DataError(f"{where}: message {i} has role {m.get('role')!r}; roles are "
                       f"{', '.join(ROLES)}")
+    if not isinstance(m.get("reasoning_content", ""), str):
+      raise DataError(f"{where}: message {i}'s 'reasoning_content' must be a string")
   if not any(m["role"] == "assistant" for m in messages):
     raise DataError(f"{where}: the chat has no assistant turn, so nothing in it would train")
-  return [{"role": m["role"], "content": m["content"]} for m in messages]
+  # A reply's reasoning (templates such as Qwen3's render it in <think>) is kept.
+  return [{k: m[k] for k in ("role", "content", "reasoning_content") if k in m}
+          for m in messages]
 
 
 def from_chat(tokenizer, messages: Any, where: str, *,
               train_on_prompt: bool = False) -> LMExample:
-  """A chat rendered with the model's template; the assistant turns train.
+  """A chat rendered with the model's template; the assistant replies train.
 
-  The conversation is rendered turn by turn: before each assistant turn, the text up to
-  its header (the template's generation prompt) is what a model sees when asked to
-  reply, and the rest of the turn, end-of-turn token included, is the reply it should
-  give. Each piece is tokenized on its own, exactly as at generation time.
+  The ids are the whole conversation rendered and tokenized once, exactly as
+  transformers' apply_chat_template(tokenize=True) gives them; each reply (from the end
+  of the generation prompt before it through its end-of-turn tokens) trains
+  (Tokenizer.encode_chat).
   """
   messages = check_messages(messages, where)
-  pieces: list[tuple[list[int], bool]] = []
-  done = ""
-  for i, m in enumerate(messages):
-    if m["role"] == "assistant":
-      header = tokenizer.apply_chat_template(messages[:i], add_generation_prompt=True)
-      pieces.append((_encode_after(tokenizer, done, header, where), False))
-      done = header
-    upto = tokenizer.apply_chat_template(messages[:i + 1], add_generation_prompt=False)
-    pieces.append((_encode_after(tokenizer, done, upto, where), m["role"] == "assistant"))
-    done = upto
-  return _example(pieces, where, train_on_prompt)
-
-
-def _encode_after(tokenizer, done: str, text: str, where: str) -> list[int]:
-  if not text.startswith(done):
-    raise DataError(f"{where}: the model's chat template renders a conversation's start "
-                    "differently once more turns follow, so assistant turns cannot be "
-                    "located; use prompt/response data without the chat template")
-  return tokenizer.encode(text[len(done):], add_special_tokens=False)
+  try:
+    ids, mask = tokenizer.encode_chat(messages)
+  except DataError as e:
+    raise DataError(f"{where}: {e}") from e
+  if train_on_prompt:
+    mask = np.ones_like(mask)
+  return LMExample(ids, mask, where)
 
 
 def check_length(example: LMExample, max_length: int, *, on_bad_row: str,

@@ -6,14 +6,12 @@ requested max_length is applied per call.
 
 A GGUF file has no tokenizer.json: `Tokenizer.from_gguf` wraps the tokenizer
 that fjft.gguf_tokenizer rebuilds from its tokenizer.ggml.* metadata, and
-`apply_chat_template` renders the model's Jinja chat template the way
-transformers does.
+`apply_chat_template` and `encode_chat` render the model's Jinja chat template
+the way transformers does (fjft.models.chat_template).
 """
 
 from __future__ import annotations
 
-import datetime
-import functools
 import json
 import os
 import shutil
@@ -23,8 +21,11 @@ from typing import Any
 
 import tokenizers
 
+import numpy as np
+
+from fjft.models import chat_template as chat
 from fjft.weights import gguf_tokenizer
-from fjft.errors import DataError, FjftError
+from fjft.errors import FjftError
 
 # Files that together let transformers' AutoTokenizer rebuild the tokenizer;
 # save() copies those that exist. All are plain text/JSON.
@@ -42,8 +43,9 @@ TOKENIZER_FILES = (
 # Used when neither tokenizer.json's padding nor the HF config names one.
 _PAD_TOKEN_GUESSES = ("[PAD]", "<pad>")
 
-# The special-token roles a template may refer to, as transformers names them.
-_SPECIAL_ROLES = ("bos_token", "eos_token", "unk_token", "pad_token")
+# The special-token roles a chat template sees, as transformers names them.
+_SPECIAL_ROLES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token",
+                  "cls_token", "mask_token")
 
 
 def _token_from_files(folder: Path, role: str) -> str | None:
@@ -79,33 +81,6 @@ def _chat_template_from_files(folder: Path) -> str | None:
   return template if isinstance(template, str) else None
 
 
-# ----------------------------------------------------------- chat template --
-
-
-def _raise_exception(message: str):
-  import jinja2
-  raise jinja2.exceptions.TemplateError(message)
-
-
-def _tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-  # Jinja's own tojson escapes HTML characters, which chat templates must not.
-  return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent,
-                    separators=separators, sort_keys=sort_keys)
-
-
-@functools.lru_cache(maxsize=8)
-def _compile_template(source: str):
-  # Sandboxed: a chat template comes with the model file and is untrusted.
-  from jinja2.ext import loopcontrols
-  from jinja2.sandbox import ImmutableSandboxedEnvironment
-  env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                      extensions=[loopcontrols])
-  env.filters["tojson"] = _tojson
-  env.globals["raise_exception"] = _raise_exception
-  env.globals["strftime_now"] = lambda fmt: datetime.datetime.now().strftime(fmt)
-  return env.from_string(source)
-
-
 # -------------------------------------------------------------- Tokenizer ---
 
 
@@ -139,6 +114,8 @@ class Tokenizer:
     # callers with different max_length from seeing each other's setting.
     self._lock = threading.Lock()
     self._max_length: int | None = None
+    self._eot = None                    # the end-of-turn pattern, built on first use
+    self._template_overridden = False   # chat_template is not the source folder's
 
   @classmethod
   def from_dir(cls, path: str | os.PathLike[str]) -> Tokenizer:
@@ -229,19 +206,55 @@ class Tokenizer:
       FjftError: the model has no chat template, or it is not valid Jinja.
       DataError: the template rejects the conversation (raise_exception).
     """
+    text, _ = chat.render(self._template(), messages, add_generation_prompt=add_generation_prompt,
+                          special=self._special)
+    return text
+
+  def encode_chat(self, messages: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """(token ids, which of them are assistant replies) of a whole conversation.
+
+    The ids are transformers' `apply_chat_template(messages, tokenize=True)`: the
+    conversation rendered once and tokenized once (pieces tokenized apart can merge
+    differently at their seams). A token is a reply's when its characters overlap a
+    reply span (fjft.models.chat_template.reply_spans), as transformers' assistant
+    masks are computed.
+    """
+    text, spans = chat.reply_spans(self._template(), messages, self._special,
+                                   self._end_of_turn())
+    with self._lock:
+      if self._max_length is not None:
+        self._tok.no_truncation()
+        self._max_length = None
+      encoding = self._tok.encode(text, add_special_tokens=False)
+    mask = np.zeros(len(encoding.ids), bool)
+    k = 0
+    for t, (start, end) in enumerate(encoding.offsets):
+      while k < len(spans) and start >= spans[k][1]:
+        k += 1
+      if k == len(spans):
+        break
+      mask[t] = end > spans[k][0]
+    return np.asarray(encoding.ids, np.int32), mask
+
+  def with_chat_template(self, source: str) -> Tokenizer:
+    """This tokenizer with another chat template (a run's data.chat_template); save()
+    then writes that template into the files it saves."""
+    chat.compile_template(source)  # a template that does not compile fails here, once
+    other = Tokenizer(self._tok, self._source_dir, self._pad_token,
+                      special_tokens=self._special, chat_template=source, config=self._config)
+    other._template_overridden = True
+    return other
+
+  def _template(self) -> str:
     if self.chat_template is None:
       raise FjftError("this model has no chat template")
-    import jinja2
-    try:
-      template = _compile_template(self.chat_template)
-    except jinja2.exceptions.TemplateSyntaxError as e:
-      raise FjftError(f"the model's chat template is not valid Jinja (line"
-                      f" {e.lineno}): {e.message}") from e
-    try:
-      return template.render(messages=messages, add_generation_prompt=add_generation_prompt,
-                             **self._special)
-    except jinja2.exceptions.TemplateError as e:
-      raise DataError(f"the chat template rejected the conversation: {e}") from e
+    return self.chat_template
+
+  def _end_of_turn(self):
+    if self._eot is None:
+      special = [t.content for t in self._tok.get_added_tokens_decoder().values() if t.special]
+      self._eot = chat.end_of_turn_pattern(special, self._special.get("eos_token"))
+    return self._eot
 
   def _id_of(self, role: str) -> int | None:
     tok = self._special.get(role)
@@ -282,6 +295,8 @@ class Tokenizer:
         src, dst = self._source_dir / name, out / name
         if src.is_file() and not (dst.exists() and dst.samefile(src)):
           shutil.copyfile(src, dst)
+      if self._template_overridden:
+        self._write_template(out)
       return
     with self._lock:
       # Truncation set by encode_batch is a per-call setting, not the model's.
@@ -291,8 +306,17 @@ class Tokenizer:
       self._tok.save(str(out / "tokenizer.json"))
     config = {"tokenizer_class": "PreTrainedTokenizerFast",
               "clean_up_tokenization_spaces": False, **self._config, **self._special}
-    if self.chat_template is not None:
-      config["chat_template"] = self.chat_template
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False))
     (out / "special_tokens_map.json").write_text(json.dumps(self._special, indent=2,
                                                             ensure_ascii=False))
+    if self.chat_template is not None:
+      self._write_template(out)
+
+  def _write_template(self, out: Path) -> None:
+    # chat_template.jinja is what transformers (>= 4.43) and fjft read first; the copy
+    # in tokenizer_config.json is for older readers, so both say the same.
+    (out / "chat_template.jinja").write_text(self.chat_template)
+    path = out / "tokenizer_config.json"
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    config["chat_template"] = self.chat_template
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False))

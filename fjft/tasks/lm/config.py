@@ -46,6 +46,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.target_suffix = ""           # line i of one translating line i of the other
   c.data.prompt_template = "{source}"  # "parallel": the prompt made of a source line
   c.data.use_chat_template = True     # prompt_response / parallel rendered as a one-turn chat
+  # a .jinja file to render chats with instead of the model's own template (a base model
+  # has none); the run's tokenizer, and so its exports and generations, carry it
+  c.data.chat_template = ""
   c.data.train_on_prompt = False
   c.data.max_length = 256             # tokens per row
   c.data.pack = True                  # several examples per row (attention kept apart)

@@ -24,7 +24,7 @@ from fjft.data import packing as lm
 from fjft.data import readers
 from fjft.data import report as report_lib
 from fjft.data import splits as splits_lib
-from fjft.errors import ConfigError, DataError
+from fjft.errors import ConfigError, DataError, FjftError, os_error_text
 
 FORMATS = ("text", "prompt_response", "parallel", "chat")
 TEXT_EXTENSIONS = (".txt",)
@@ -230,15 +230,50 @@ def _hold_out(train: _Raw, fraction: float, name: str, fmt: str, seed: int) -> t
           _Raw(held_items, held_where, source))
 
 
+def chat_tokenizer(data_cfg, tokenizer, model_name: str):
+  """The tokenizer a run renders its data with: with data.chat_template's template when
+  set, else the model's own; ConfigError when the data needs a template there is none of."""
+  path = getattr(data_cfg, "chat_template", "")
+  if path:
+    try:
+      with open(os.path.expanduser(path), encoding="utf-8") as f:
+        source = f.read()
+    except OSError as e:
+      raise ConfigError(f"config field data.chat_template: {os_error_text(e)}") from e
+    except UnicodeDecodeError as e:
+      raise ConfigError(f"config field data.chat_template: {path} is not UTF-8 text") from e
+    try:
+      tokenizer = tokenizer.with_chat_template(source)
+    except FjftError as e:
+      raise ConfigError(f"config field data.chat_template: {path}: {e}") from e
+  fmt = data_cfg.format
+  if tokenizer.chat_template is None and (
+      fmt == "chat" or (fmt in ("prompt_response", "parallel") and data_cfg.use_chat_template)):
+    other = "" if fmt == "chat" else (", or data.use_chat_template=False to train on "
+                                      "prompt + response + EOS")
+    raise ConfigError(f"model {model_name} has no chat template, which data.format={fmt!r} "
+                      f"renders its rows with: give one with data.chat_template=<file.jinja>"
+                      f"{other}")
+  return tokenizer
+
+
 def _encode(raw: _Raw, cfg, tokenizer) -> list[lm.LMExample]:
   if cfg.format == "text":
     return _text_rows(raw, cfg.max_length, tokenizer)
   if cfg.format == "chat":
-    return [lm.from_chat(tokenizer, m, w, train_on_prompt=cfg.train_on_prompt)
-            for m, w in zip(raw.items, raw.where)]
-  return [lm.from_prompt_response(tokenizer, p, r, w, use_chat_template=cfg.use_chat_template,
-                                  train_on_prompt=cfg.train_on_prompt)
-          for (p, r), w in zip(raw.items, raw.where)]
+    encode = lambda m, w: lm.from_chat(tokenizer, m, w, train_on_prompt=cfg.train_on_prompt)
+  else:
+    encode = lambda pr, w: lm.from_prompt_response(
+        tokenizer, *pr, w, use_chat_template=cfg.use_chat_template,
+        train_on_prompt=cfg.train_on_prompt)
+  out = []
+  for item, where in zip(raw.items, raw.where):
+    try:
+      out.append(encode(item, where))
+    except DataError as e:   # e.g. a chat its template rejects: a bad row like any other
+      readers.bad_row(where, "not rendered by the chat template", str(e).removeprefix(f"{where}: "),
+                      on_bad_row=cfg.on_bad_row, stats=raw.stats)
+  return out
 
 
 def _text_rows(raw: _Raw, length: int, tokenizer) -> list[lm.LMExample]:

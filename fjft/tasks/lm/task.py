@@ -91,7 +91,8 @@ class LMRun:
     self.lm = load_lm(m.name, mesh=ctx.mesh, rules=config.sharding_rules,
                       scan_layers=m.scan_layers, remat=m.remat,
                       attention_impl=m.attention_impl or None)
-    self.tokenizer, self.family = self.lm.tokenizer, self.lm.cfg.to_hf()["model_type"]
+    self.tokenizer = lm_data.chat_tokenizer(config.data, self.lm.tokenizer, m.name)
+    self.family = self.lm.cfg.to_hf()["model_type"]
     self.splits = splits = lm_data.load_lm_splits(config.data, self.tokenizer)
     ctx.report(splits.report)
     arrange = packing.pack if config.data.pack else packing.one_per_row

@@ -207,3 +207,52 @@ def test_lm_hashed_hold_out_is_the_shared_splitter(tokenizer, tmp_path):
   assert (len(s.train), len(s.dev), len(s.test)) == (49, 5, 6)
   assert s.report["splits"]["test"]["rows_read"] == 6 and s.report["splits"]["train"][
       "rows_read"] == 49
+
+
+def _data_cfg(**fields):
+  from fjft.tasks.lm.config import default_config
+  c = default_config().data
+  c.format = "chat"
+  for k, v in fields.items():
+    setattr(c, k, v)
+  return c
+
+
+def test_data_chat_template_replaces_the_models_and_bad_ones_name_the_field(tokenizer, tmp_path):
+  from fjft.errors import ConfigError
+  from fjft.tasks.lm.data import chat_tokenizer
+  assert chat_tokenizer(_data_cfg(), tokenizer, "m") is tokenizer
+  path = tmp_path / "t.jinja"
+  path.write_text("{% for m in messages %}{{ m.role }}: {{ m.content }}<|im_end|>{% endfor %}")
+  own = chat_tokenizer(_data_cfg(chat_template=str(path)), tokenizer, "m")
+  ex = lm.from_chat(own, CHAT[1:3], "x:1")
+  # this template writes no generation prompt: a served model is given the user turn
+  # alone, so it is the reply's header too that the model learns to write
+  assert own.decode(ex.ids[ex.loss_mask], skip_special_tokens=False) == (
+      "assistant: I'm sorry! I have frozen the card.<|im_end|>")
+  with pytest.raises(ConfigError, match=r"^config field data.chat_template: .*nope.jinja"):
+    chat_tokenizer(_data_cfg(chat_template=str(tmp_path / "nope.jinja")), tokenizer, "m")
+  path.write_text("{% for m in messages %}")
+  with pytest.raises(ConfigError, match=r"data.chat_template: .*not valid Jinja"):
+    chat_tokenizer(_data_cfg(chat_template=str(path)), tokenizer, "m")
+  bare = tokenizer.with_chat_template("x")
+  bare.chat_template = None
+  with pytest.raises(ConfigError, match=r"model m has no chat template.*data.chat_template="):
+    chat_tokenizer(_data_cfg(), bare, "m")
+  with pytest.raises(ConfigError, match=r"data.use_chat_template=False"):
+    chat_tokenizer(_data_cfg(format="prompt_response"), bare, "m")
+  assert chat_tokenizer(_data_cfg(format="prompt_response", use_chat_template=False), bare,
+                        "m") is bare
+
+
+def test_a_chat_the_template_rejects_is_a_bad_row(tokenizer, tmp_path):
+  from fjft.tasks.lm import data as lm_data
+  strict = tokenizer.with_chat_template(
+      "{% if messages[0].role == 'system' %}{{ raise_exception('no system turns') }}{% endif %}"
+      "{% for m in messages %}{{ m.content }}<|im_end|>{% endfor %}")
+  raw = lm_data._Raw([CHAT, CHAT[1:3]], ["c.jsonl:1", "c.jsonl:2"], "c.jsonl")
+  with pytest.raises(DataError, match=r"^c.jsonl:1: .*rejected the conversation: no system"):
+    lm_data._encode(raw, _data_cfg(), strict)
+  kept = lm_data._encode(raw, _data_cfg(on_bad_row="skip"), strict)
+  assert [ex.where for ex in kept] == ["c.jsonl:2"]
+  assert raw.stats.counts == {"not rendered by the chat template": 1}

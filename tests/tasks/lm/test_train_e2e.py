@@ -41,12 +41,21 @@ def _config(model_dir, data_path, **fields):
   return c
 
 
+# A template of the run's own (data.chat_template) in place of the model's: what a user of a
+# base model without one writes. The replies' header is not the model's "assistant".
+TEMPLATE = ("{%- for m in messages -%}{{ '<|im_start|>' + ('reply' if m.role == 'assistant' "
+            "else m.role) + '\n' + m.content + '<|im_end|>\n' }}{%- endfor -%}"
+            "{%- if add_generation_prompt -%}{{ '<|im_start|>reply\n' }}{%- endif -%}")
+
+
 @pytest.fixture(scope="module")
 def sft_run(tiny_llama_dir, tmp_path_factory):
   tmp = tmp_path_factory.mktemp("sft")
   data = tmp / "chats.jsonl"
   _chats(data, 120)
-  return runner.run(_config(tiny_llama_dir, data), str(tmp / "runs"), say=lambda *_: None)
+  (tmp / "reply.jinja").write_text(TEMPLATE)
+  return runner.run(_config(tiny_llama_dir, data, **{"data.chat_template": tmp / "reply.jinja"}),
+                    str(tmp / "runs"), say=lambda *_: None)
 
 
 def test_short_sft_run_lowers_dev_loss(sft_run):
@@ -58,6 +67,10 @@ def test_short_sft_run_lowers_dev_loss(sft_run):
     assert os.path.isfile(os.path.join(run, name)), name
   report = json.load(open(os.path.join(run, "data_report.json")))
   assert sum(s["examples"] for s in report["splits"].values()) == 120
+  # the run keeps the template it trained with, for generation and export
+  assert open(os.path.join(run, "tokenizer", "chat_template.jinja")).read() == TEMPLATE
+  assert opened.open_run(run).tokenizer.apply_chat_template(
+      [{"role": "user", "content": "hi"}]).endswith("<|im_start|>reply\n")
 
 
 @pytest.mark.slow
@@ -164,6 +177,14 @@ def test_generate_and_export_from_the_run(sft_run, tiny_llama_dir, tmp_path):
   r = subprocess.run([sys.executable, "-m", "fjft.export", f"--run={run}", f"--out={hf_dir}"],
                      capture_output=True, text=True, cwd=REPO)
   assert r.returncode == 0, r.stderr
+  # the export's tokenizer renders chats with the run's template, as the run trained on them
+  chat = [{"role": "user", "content": "question 7 about my loan"},
+          {"role": "assistant", "content": "Here is how your loan works"}]
+  hf_tok = transformers.AutoTokenizer.from_pretrained(str(hf_dir))
+  assert hf_tok.chat_template == TEMPLATE
+  from fjft.data import packing
+  assert list(hf_tok.apply_chat_template(chat, tokenize=True)["input_ids"]) == (
+      packing.from_chat(opened.open_run(run).tokenizer, chat, "x").ids.tolist())
   hf = transformers.AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
   lm = opened.open_run(run)
   ids = np.array([[1, 17, 301, 4000, 25, 9]], np.int32)
