@@ -23,10 +23,22 @@ def _configs(transformers):
                                                   max_position_embeddings=128),
       "electra": transformers.ElectraConfig(**_SMALL, embedding_size=16,
                                             max_position_embeddings=128),
+      # DeBERTa-v3's layout: shared q/k for c2p + p2c, log buckets, no absolute positions
+      "deberta-v2": transformers.DebertaV2Config(
+          **_SMALL, max_position_embeddings=128, relative_attention=True, position_buckets=16,
+          norm_rel_ebd="layer_norm", share_att_key=True, pos_att_type="p2c|c2p",
+          position_biased_input=False, type_vocab_size=0),
+      # local, global; MiniLM's [CLS]/[SEP]/[PAD] ids; a head with biases (norm_bias)
+      "modernbert": transformers.ModernBertConfig(
+          **_SMALL, max_position_embeddings=128, local_attention=8, global_attn_every_n_layers=2,
+          pad_token_id=0, cls_token_id=101, sep_token_id=102, bos_token_id=101,
+          eos_token_id=102, norm_bias=True, classifier_bias=True),
   }
 
 
-FAMILIES = ("xlm-roberta", "distilbert", "electra")
+FAMILIES = ("xlm-roberta", "distilbert", "electra", "deberta-v2", "modernbert")
+# Families whose HF classification head reads a mean-pooled state too: tested that way.
+MEAN_POOLED = ("modernbert",)
 
 
 def tiny_encoder_dir(model_type, out):

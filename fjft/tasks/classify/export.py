@@ -19,6 +19,7 @@ HF_CLASSIFIER = {"bert": "BertForSequenceClassification",
                  "distilbert": "DistilBertForSequenceClassification",
                  "electra": "ElectraForSequenceClassification"}
 HF_CLASSIFIER["deberta-v2"] = "DebertaV2ForSequenceClassification"
+HF_CLASSIFIER["modernbert"] = "ModernBertForSequenceClassification"
 
 # model_type -> (HF name of the head's dense layer before the classifier, or None; HF name
 # of the classifier). BERT's dense layer is the encoder's pooler (exported with it);
@@ -31,11 +32,25 @@ HF_HEAD_NAMES = {"bert": (None, "classifier"),
                  "distilbert": ("pre_classifier", "classifier"),
                  "electra": ("classifier.dense", "classifier.out_proj")}
 HF_HEAD_NAMES["deberta-v2"] = ("pooler.dense", "classifier")   # its ContextPooler
+# ModernBertPredictionHead (head.dense, head.norm) on the [CLS] state or the mean
+HF_HEAD_NAMES["modernbert"] = ("head.dense", "classifier")
+# HF config value of classifier_pooling for fjft's model.pooling, for families whose HF
+# head reads either (ModernBERT); the others read the [CLS] token through the pooler only.
+HF_POOLING = {"modernbert": {"pooler": "cls", "mean": "mean"}}
 
 
 def _linear(params, name: str) -> dict:
-  return {f"{name}.weight": np.ascontiguousarray(np.asarray(params["kernel"][...]).T),
-          f"{name}.bias": np.asarray(params["bias"][...])}
+  out = {f"{name}.weight": np.ascontiguousarray(np.asarray(params["kernel"][...]).T)}
+  if params.get("bias") is not None:
+    out[f"{name}.bias"] = np.asarray(params["bias"][...])
+  return out
+
+
+def _norm(params, name: str) -> dict:
+  out = {f"{name}.weight": np.asarray(params["scale"][...])}
+  if params.get("bias") is not None:
+    out[f"{name}.bias"] = np.asarray(params["bias"][...])
+  return out
 
 
 def head_tensors(model_type: str, params, tensors: dict) -> dict:
@@ -45,6 +60,8 @@ def head_tensors(model_type: str, params, tensors: dict) -> dict:
   out = _linear(params["classifier"], classifier)
   if dense is not None and "pre_classifier" in params:
     out.update(_linear(params["pre_classifier"], dense))
+    if "pre_classifier_norm" in params:   # ModernBERT's head.norm beside head.dense
+      out.update(_norm(params["pre_classifier_norm"], dense.rsplit(".", 1)[0] + ".norm"))
   elif dense is not None:   # the encoder's pooler is HF's head's dense layer
     for part in ("weight", "bias"):
       name = next(k for k in tensors if k.endswith(f"pooler.dense.{part}"))
@@ -53,10 +70,11 @@ def head_tensors(model_type: str, params, tensors: dict) -> dict:
 
 
 def check_hf_head(run_dir: str, info: dict) -> None:
-  """HF's *ForSequenceClassification reads the [CLS] token through the pooler: a run that
-  pooled otherwise would export to a model that predicts differently, so it does not."""
+  """HF's *ForSequenceClassification reads the [CLS] token through the pooler (ModernBERT's
+  reads it or the mean): a run that pooled otherwise would export to a model that predicts
+  differently, so it does not."""
   pooling = info.get("pooling", "pooler")
-  if pooling != "pooler":
+  if pooling not in HF_POOLING.get(info["hf_config"].get("model_type"), {"pooler": None}):
     raise FjftError(f"--run: {run_dir} classifies {pooling}-pooled encoder outputs, and "
                     "transformers' sequence-classification head reads the [CLS] token through "
                     "the pooler, so an export would predict differently. Use the run directory "
@@ -79,6 +97,8 @@ def export_hf(run_dir: str, out_dir: str) -> str:
                    id2label={str(i): l for i, l in enumerate(labels)},
                    label2id={l: i for i, l in enumerate(labels)},
                    problem_type="single_label_classification")
+  if family_name in HF_POOLING:
+    hf_config["classifier_pooling"] = HF_POOLING[family_name][run.info.get("pooling", "pooler")]
   write_hf_dir(out_dir, hf_config, tensors)
   run.tokenizer.save(out_dir)
   return (f"wrote a Hugging Face model to {out_dir}: "

@@ -25,7 +25,7 @@ def build_model(config, encoder: encoders.Encoder, num_labels: int) -> classify.
   model = classify.Classifier(encoder.module, encoder.cfg.hidden_size, num_labels,
                               config.model.classifier_dropout, rngs=nnx.Rngs(config.seed),
                               pooling=config.model.pooling,
-                              dense_activation=classify.DENSE_HEADS.get(encoder.model_type))
+                              dense=classify.dense_head(encoder.cfg.to_hf()))
   head = adapters.load_initial(encoder.module, encoder.family.hf_linear_names(encoder.cfg),
                                config)
   if head:
@@ -127,8 +127,7 @@ def skeleton(info: dict) -> classify.Classifier:
   encoder, cfg = encoders.skeleton(info)
   return classify.Classifier(encoder, cfg.hidden_size, len(info["labels"]), 0.0,
                              rngs=nnx.Rngs(0), pooling=info.get("pooling", "pooler"),
-                             dense_activation=classify.DENSE_HEADS.get(
-                                 info["hf_config"].get("model_type")))
+                             dense=classify.dense_head(info["hf_config"]))
 
 
 class ClassifyTask(EncoderTask):

@@ -1,5 +1,6 @@
-"""A classification run end to end on a tiny random XLM-RoBERTa, DistilBERT and ELECTRA,
-and its export loading into the family's *ForSequenceClassification with fjft's logits."""
+"""A classification run end to end on a tiny random XLM-RoBERTa, DistilBERT, ELECTRA,
+DeBERTa-v3 and ModernBERT (mean-pooled), and its export loading into the family's
+*ForSequenceClassification with fjft's logits."""
 
 import os
 
@@ -11,7 +12,7 @@ from fjft.config import identity
 from fjft.run import opened, runner
 from fjft.tasks.classify import export, use
 from tests.conftest import QUICKSTART, overrides
-from tests.tasks.encoder_dirs import FAMILIES, tiny_encoder_dir
+from tests.tasks.encoder_dirs import FAMILIES, MEAN_POOLED, tiny_encoder_dir
 
 pytestmark = pytest.mark.slow   # a run per family, ~15 s each
 
@@ -27,7 +28,8 @@ def classify_run(request, tmp_path_factory):
   model_dir = tiny_encoder_dir(model_type, tmp_path_factory.mktemp(model_type))
   workdir = str(tmp_path_factory.mktemp("runs"))
   config = config_lib.load_config(
-      QUICKSTART, [(k, SHORT.get(k, v)) for k, v in overrides(model_dir)])
+      QUICKSTART, [(k, SHORT.get(k, v)) for k, v in overrides(model_dir)]
+      + ([("model.pooling", "mean")] if model_type in MEAN_POOLED else []))
   results = runner.run(config, workdir, say=lambda s: None)
   return model_type, os.path.join(workdir, identity.run_name(config)), results
 
