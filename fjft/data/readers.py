@@ -1,5 +1,7 @@
 """Reads text/label rows from jsonl, csv, tsv, parquet files and Hugging Face datasets.
 
+Any of these files (and .txt) may be gzipped: `train.jsonl.gz` is read as `train.jsonl`.
+
 Every row carries where it came from ("path:line"), so a bad row can be reported by file
 and line, or skipped and counted, as `on_bad_row` says. Bytes are decoded one line at a
 time (not the whole file at once) so that an undecodable byte is pinned to its line.
@@ -9,15 +11,19 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import gzip
+import io
 import json
 import os
+import zlib
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from fjft.errors import ConfigError, DataError
 
 SUPPORTED_EXTENSIONS = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 ON_BAD_ROW_CHOICES = ("error", "skip")
-_SUPPORTED = "jsonl, json (one JSON object per line), csv, tsv, parquet"
+_SUPPORTED = "jsonl, json (one JSON object per line), csv, tsv, parquet, each optionally gzipped (.gz)"
+GZIP = ".gz"
 MAX_EXAMPLES_PER_REASON = 5
 _SKIP_HINT = "; set data.on_bad_row='skip' to skip and count such rows"
 
@@ -96,7 +102,7 @@ def read_table(path: str, columns: Mapping[str, str], *, on_bad_row: str,
   (invalid JSON, wrong field count, undecodable bytes) go to bad_row().
   """
   check_on_bad_row(on_bad_row)
-  ext = os.path.splitext(path)[1].lower()
+  ext = file_ext(path)
   if ext not in SUPPORTED_EXTENSIONS:
     raise DataError(f"{path}: unsupported file type {ext or '(no extension)'!r}; "
                     f"supported formats: {_SUPPORTED}")
@@ -193,6 +199,35 @@ def _row_from_object(obj: Any, where: str, text_column: str, label_column: str |
   return Row(text=text, label=label, where=where)
 
 
+def file_ext(path: str) -> str:
+  """A data file's format, lower-case, past a gzip suffix: "train.jsonl.gz" -> ".jsonl"."""
+  name = os.path.basename(path)
+  if name.lower().endswith(GZIP):
+    name = name[:-len(GZIP)]
+  return os.path.splitext(name)[1].lower()
+
+
+def file_stem(path: str) -> str:
+  """The name without its format (and gzip) suffix: "train.jsonl.gz" -> "train"."""
+  name = os.path.basename(path)
+  if name.lower().endswith(GZIP):
+    name = name[:-len(GZIP)]
+  return os.path.splitext(name)[0]
+
+
+def _raw_lines(path: str) -> Iterator[bytes]:
+  """The file's lines as bytes, gunzipped when the name ends in .gz."""
+  if not path.lower().endswith(GZIP):
+    with open(path, "rb") as f:
+      yield from f
+    return
+  try:
+    with gzip.open(path, "rb") as f:
+      yield from f
+  except (OSError, EOFError, zlib.error) as e:   # not gzip, or cut short
+    raise DataError(f"{path}: not a readable gzip file ({type(e).__name__}: {e})") from None
+
+
 def decoded_lines(path: str, bad_lines: dict[int, str]) -> Iterator[tuple[int, str]]:
   """(1-based line number, text incl. line end) per physical line, decoded one at a time.
 
@@ -200,19 +235,18 @@ def decoded_lines(path: str, bad_lines: dict[int, str]) -> Iterator[tuple[int, s
   `bad_lines[number]` says what is wrong. A UTF-8 byte order mark is dropped.
   """
   number = 0
-  with open(path, "rb") as f:
-    for raw in f:
-      if number == 0 and raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-      # splitlines: a lone "\r" also ends a line, as it does in editors and the csv module.
-      for part in raw.splitlines(keepends=True):
-        number += 1
-        try:
-          yield number, part.decode("utf-8")
-        except UnicodeDecodeError as e:
-          bad_lines[number] = (f"undecodable bytes (not valid UTF-8: {e.reason} at byte "
-                               f"{e.start + 1} of the line)")
-          yield number, part.decode("utf-8", errors="replace")
+  for raw in _raw_lines(path):
+    if number == 0 and raw.startswith(b"\xef\xbb\xbf"):
+      raw = raw[3:]
+    # splitlines: a lone "\r" also ends a line, as it does in editors and the csv module.
+    for part in raw.splitlines(keepends=True):
+      number += 1
+      try:
+        yield number, part.decode("utf-8")
+      except UnicodeDecodeError as e:
+        bad_lines[number] = (f"undecodable bytes (not valid UTF-8: {e.reason} at byte "
+                             f"{e.start + 1} of the line)")
+        yield number, part.decode("utf-8", errors="replace")
 
 
 def _read_jsonl(path, *, on_bad_row, stats) -> Iterator[tuple[str, Any]]:
@@ -292,10 +326,13 @@ def _read_parquet(path, *, columns, optional, on_bad_row, stats) -> Iterator[tup
   import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top  # only for parquet
 
   try:
-    names = pq.read_schema(path).names
+    # parquet compresses itself; a gzipped one is unpacked in memory (it needs seeking)
+    source = (io.BytesIO(gzip.open(path, "rb").read()) if path.lower().endswith(GZIP)
+              else path)
+    names = pq.read_schema(source).names
     _check_columns(path, names, columns)
     wanted = list(columns) + [c for c in optional if c in names and c not in columns]
-    table = pq.read_table(path, columns=wanted)
+    table = pq.read_table(source, columns=wanted)
   except DataError:
     raise
   except Exception as e:  # pylint: disable=broad-except  # pyarrow raises many kinds

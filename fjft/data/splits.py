@@ -57,8 +57,8 @@ def split_files(folder: str, extensions=readers.SUPPORTED_EXTENSIONS) -> dict[st
   names = sorted(os.listdir(folder))
   found = {}
   for split, stems in SPLIT_FILE_STEMS.items():
-    matches = [n for n in names if os.path.splitext(n)[0] in stems
-               and os.path.splitext(n)[1].lower() in extensions]
+    matches = [n for n in names if readers.file_stem(n) in stems
+               and readers.file_ext(n) in extensions]
     if len(matches) > 1:
       raise DataError(f"data.path: {folder} holds several {split} files ({', '.join(matches)}); "
                       "keep one")
@@ -66,7 +66,8 @@ def split_files(folder: str, extensions=readers.SUPPORTED_EXTENSIONS) -> dict[st
       found[split] = os.path.join(folder, matches[0])
   if "train" not in found:
     exts = "|".join(e.lstrip(".") for e in extensions)
-    raise DataError(f"data.path: {folder} has no train file (expected train.{{{exts}}}, and "
-                    f"optionally dev.<ext> and test.<ext>; found: {', '.join(names) or 'nothing'})")
+    raise DataError(f"data.path: {folder} has no train file (expected train.{{{exts}}}, each "
+                    f"optionally .gz, and optionally dev.<ext> and test.<ext>; found: "
+                    f"{', '.join(names) or 'nothing'})")
   return found
 

@@ -1,5 +1,6 @@
 """fjft.data.readers: every format, line numbers, and each kind of bad row."""
 
+import os
 import re
 
 import pyarrow as pa
@@ -195,3 +196,52 @@ def test_unknown_on_bad_row_is_a_config_error(tmp_path):
   path = _write(tmp_path, "t.jsonl", '{"text": "a", "label": 1}\n')
   with pytest.raises(ConfigError, match="data.on_bad_row"):
     _read(path, on_bad_row="ignore")
+
+
+@pytest.mark.parametrize("name, content", [
+    ("train.jsonl", '{"text": "good film", "label": "pos"}\n{"text": "¿qué?", "label": "neg"}\n'),
+    ("train.csv", 'text,label\n"good\nfilm",pos\n¿qué?,neg\n'),
+    ("train.tsv", "text\tlabel\ngood film\tpos\n¿qué?\tneg\n"),
+])
+def test_gzipped_files_read_as_the_plain_ones(tmp_path, name, content):
+  import gzip
+  plain = _write(tmp_path, name, content)
+  packed = str(tmp_path / (name + ".gz"))
+  with gzip.open(packed, "wb") as f:
+    f.write(content.encode())
+  rows = _read(packed)
+  assert [(r.text, r.label) for r in rows] == [(r.text, r.label) for r in _read(plain)]
+  assert rows[-1].where.startswith(f"{packed}:")
+
+
+def test_gzipped_parquet_and_a_folder_of_gzipped_splits(tmp_path):
+  import gzip
+  from fjft.data.splits import split_files
+  pq.write_table(pa.table({"text": ["a", "b"], "label": ["x", "y"]}), tmp_path / "p.parquet")
+  with gzip.open(tmp_path / "train.parquet.gz", "wb") as f:
+    f.write((tmp_path / "p.parquet").read_bytes())
+  assert [r.text for r in _read(str(tmp_path / "train.parquet.gz"))] == ["a", "b"]
+  (tmp_path / "p.parquet").unlink()
+  with gzip.open(tmp_path / "test.jsonl.gz", "wb") as f:
+    f.write(b'{"text": "c", "label": "x"}\n')
+  assert split_files(str(tmp_path)) == {"train": str(tmp_path / "train.parquet.gz"),
+                                        "test": str(tmp_path / "test.jsonl.gz")}
+
+
+def test_a_broken_gzip_file_is_a_data_error_naming_it(tmp_path):
+  import gzip
+  not_gzip = _write(tmp_path, "train.jsonl.gz", '{"text": "a", "label": "x"}\n')
+  with pytest.raises(DataError, match=rf"^{re.escape(not_gzip)}: not a readable gzip file"):
+    _read(not_gzip)
+  whole = gzip.compress(b'{"text": "a", "label": "x"}\n' * 2000)
+  cut = _write(tmp_path, "cut.jsonl.gz", whole[:len(whole) // 2])
+  with pytest.raises(DataError, match=rf"^{re.escape(cut)}: not a readable gzip file"):
+    _read(cut)
+
+
+def test_the_shared_preference_pairs_read_gzipped(shared_data):
+  from fjft.data.readers import read_table
+  path = os.path.join(shared_data, "hh_rlhf_harmless", "harmless-base-test.jsonl.gz")
+  rows = list(read_table(path, {}, on_bad_row="error", stats=BadRowStats()))
+  assert len(rows) == 2312
+  assert rows[0][0] == f"{path}:1" and {"chosen", "rejected"} <= set(rows[0][1])

@@ -186,7 +186,7 @@ def _options(cfg: Any, text_column: str | None) -> _Options:
 
 
 def _looks_like_hf_name(path: str) -> bool:
-  ext = os.path.splitext(path.partition(":")[0])[1].lower()
+  ext = readers.file_ext(path.partition(":")[0])
   return bool(_HF_NAME.fullmatch(path)) and ext not in readers.SUPPORTED_EXTENSIONS
 
 

@@ -117,7 +117,7 @@ def report_lines(report: dict):
 
 
 def _read(path: str, cfg) -> _Raw:
-  ext = os.path.splitext(path)[1].lower()
+  ext = readers.file_ext(path)
   stats = readers.BadRowStats()
   if cfg.format == "parallel":
     return _read_parallel(path, cfg, stats)
