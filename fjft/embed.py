@@ -32,7 +32,7 @@ def read_texts(path: str, text_column: str, id_column: str | None
                ) -> tuple[list[str], list[str | None]]:
   texts, ids = [], []
   rows = readers.read_table(path, {text_column: "text_column"}, on_bad_row="error",
-                            stats=readers.BadRowStats(), optional=[id_column] if id_column else [])
+                            stats=readers.BadRowStats(readers.INPUT_FILE_HINT), optional=[id_column] if id_column else [])
   for where, obj in rows:
     if not isinstance(obj, dict) or not isinstance(obj.get(text_column), str):
       raise DataError(f"{where}: no text in column {text_column!r} (--text_column)")

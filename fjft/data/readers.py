@@ -26,6 +26,9 @@ _SUPPORTED = "jsonl, json (one JSON object per line), csv, tsv, parquet, each op
 GZIP = ".gz"
 MAX_EXAMPLES_PER_REASON = 5
 _SKIP_HINT = "; set data.on_bad_row='skip' to skip and count such rows"
+# What a command's own input file (predict, embed, search --input) says instead: those
+# commands have no data.on_bad_row to set.
+INPUT_FILE_HINT = "; fix or remove that row of the input file"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,9 +41,11 @@ class Row:
 
 
 class BadRowStats:
-  """Counts skipped rows per reason and keeps the first few examples of each."""
+  """Counts skipped rows per reason and keeps the first few examples of each; `skip_hint`
+  ends the error a bad row raises under on_bad_row="error"."""
 
-  def __init__(self):
+  def __init__(self, skip_hint: str = _SKIP_HINT):
+    self.skip_hint = skip_hint
     self.counts: dict[str, int] = {}
     self.examples: dict[str, list[str]] = {}
 
@@ -68,7 +73,7 @@ def bad_row(where: str, reason: str, message: str | None = None, *, on_bad_row: 
             stats: BadRowStats) -> None:
   """Raises DataError("where: message") when on_bad_row is "error", else counts the row."""
   if on_bad_row == "error":
-    raise DataError(f"{where}: {message or reason}{_SKIP_HINT}")
+    raise DataError(f"{where}: {message or reason}{stats.skip_hint}")
   stats.add(where, reason, message)
 
 

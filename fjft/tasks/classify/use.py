@@ -12,7 +12,7 @@ from flax import nnx
 
 from fjft.data import batches as batches_lib
 from fjft.data.clean import normalize_text
-from fjft.data.readers import BadRowStats, read_rows
+from fjft.data.readers import INPUT_FILE_HINT, BadRowStats, read_rows
 from fjft.errors import DataError, FjftError
 from fjft.models import encoders
 from fjft.tasks.classify import model as classify
@@ -78,7 +78,7 @@ def predict_file(run, input_path: str, output_path: str, *, text_column: str | N
   (with gold labels, their accuracy and macro-F1)."""
   column = text_column or run.config["data"]["text_column"]
   rows = read_rows(input_path, text_column=column, label_column=label_column,
-                   on_bad_row="error", stats=BadRowStats())
+                   on_bad_row="error", stats=BadRowStats(INPUT_FILE_HINT))
   if not rows:
     raise DataError(f"{input_path}: no rows to predict")
   labels = run.info["labels"]

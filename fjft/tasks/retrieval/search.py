@@ -32,7 +32,7 @@ def read_corpus(path: str, text_column: str, title_column: str | None, id_column
   optional = [c for c in (title_column, id_column) if c]
   ids, texts, empty = [], [], 0
   rows = readers.read_table(path, {text_column: "text_column"}, on_bad_row="error",
-                            stats=readers.BadRowStats(), optional=optional)
+                            stats=readers.BadRowStats(readers.INPUT_FILE_HINT), optional=optional)
   for n, (where, obj) in enumerate(rows, 1):
     if not isinstance(obj, dict) or obj.get(text_column) is None:
       raise DataError(f"{where}: no {text_column!r} value (--text_column)")

@@ -25,6 +25,15 @@ def test_an_empty_input_is_a_data_error_naming_it(run, tmp_path):
   assert not (tmp_path / "out.jsonl").exists()
 
 
+def test_a_bad_input_row_names_its_line_and_no_config_field(run, tmp_path):
+  # predict has no data.on_bad_row: the message must not send the user to one
+  (tmp_path / "in.jsonl").write_text('{"text": "fine"}\n{"text": \n')
+  with pytest.raises(DataError, match=r"in.jsonl:2: invalid JSON .*; fix or remove that row") as e:
+    use.predict_file(run, str(tmp_path / "in.jsonl"), str(tmp_path / "out.jsonl"),
+                     text_column=None, batch_size=8, label_column=None, label_map=None)
+  assert "on_bad_row" not in str(e.value)
+
+
 def test_a_batch_larger_than_the_texts_allocates_only_the_texts(run):
   texts = ["where is my order", "I want my money back"]
   # 10^9 rows of padding would need gigabytes: the batch is cut to the two texts
