@@ -37,7 +37,8 @@ class GGUFLayout:
   block: GGUF part inside block i -> HF part (".weight" / ".bias" are kept).
   to_hf: (metadata, HF model_type, HF-named tensors) -> the HF config.json
     dict; it also fixes, in place, tensors llama.cpp stores in another layout
-    than HF (Q/K rows permuted for its RoPE, GPT-2's transposed Conv1D). The
+    than HF (Q/K rows permuted for its RoPE, GPT-2's transposed Conv1D), and
+    takes out those HF keeps in the config (Phi-3's longrope factors). The
     metadata is fjft.weights.gguf_meta.Meta.
   """
 

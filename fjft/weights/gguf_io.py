@@ -130,8 +130,9 @@ def read_gguf(path: str | os.PathLike[str]) -> GGUFModel:
   """Reads a GGUF decoder LM: config, float32 HF tensors, tokenizer metadata.
 
   Supports the architectures of the registered families' GGUF layouts (llama,
-  also SmolLM; mistral, qwen2, gpt2) and every tensor type the installed gguf
-  package dequantises (fjft.weights.gguf_quant.supported_types()).
+  also SmolLM; mistral, qwen2, qwen3, olmo2, phi3, gemma2, gemma3, gpt2) and every
+  tensor type the installed gguf package dequantises
+  (fjft.weights.gguf_quant.supported_types()).
 
   Raises:
     CheckpointError: naming the file, when it is missing, not GGUF, truncated

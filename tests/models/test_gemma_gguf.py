@@ -6,11 +6,12 @@ import pytest
 
 from fjft.models import gemma, registry
 from fjft.weights import gguf_io
+from tests.models import gguf_files
 from tests.models.test_decoder_parity import VOCAB, _batch, _forward, _max_diff, _torch_logits
 
 torch = pytest.importorskip("torch", reason="GGUF parity needs torch")
 transformers = pytest.importorskip("transformers", reason="GGUF parity needs transformers")
-gguf = pytest.importorskip("gguf")
+pytest.importorskip("gguf")
 
 HIDDEN, HEADS, KV_HEADS, HEAD_DIM, FFN, LAYERS = 32, 2, 1, 256, 64, 2
 _BLOCK = {v: k for k, v in gemma.GGUF.block.items()}
@@ -42,34 +43,18 @@ def _write(path, arch, rng):
                    p + "mlp.down_proj.weight": (HIDDEN, FFN)})
     if arch == "gemma3":
       shapes.update({p + "self_attn.q_norm.weight": (hd,), p + "self_attn.k_norm.weight": (hd,)})
-  w = gguf.GGUFWriter(str(path), arch)
-  w.add_block_count(LAYERS)
-  w.add_context_length(128)
-  w.add_embedding_length(HIDDEN)
-  w.add_feed_forward_length(FFN)
-  w.add_head_count(HEADS)
-  w.add_head_count_kv(KV_HEADS)
-  w.add_key_length(HEAD_DIM)
-  w.add_value_length(HEAD_DIM)
-  w.add_layer_norm_rms_eps(1e-6)
-  w.add_rope_freq_base(10000.0)
-  w.add_sliding_window(4)
+  meta = {"add_block_count": LAYERS, "add_context_length": 128, "add_embedding_length": HIDDEN,
+          "add_feed_forward_length": FFN, "add_head_count": HEADS,
+          "add_head_count_kv": KV_HEADS, "add_key_length": HEAD_DIM,
+          "add_value_length": HEAD_DIM, "add_layer_norm_rms_eps": 1e-6,
+          "add_rope_freq_base": 10000.0, "add_sliding_window": 4}
   if arch == "gemma2":
-    w.add_attn_logit_softcapping(50.0)
-    w.add_final_logit_softcapping(30.0)
-  w.add_tokenizer_model("gpt2")
-  w.add_token_list([chr(ord("a") + i % 26) * (1 + i // 26) for i in range(VOCAB)])
-  w.add_token_types([1] * VOCAB)
-  w.add_token_merges([])
-  w.add_bos_token_id(2)
-  w.add_eos_token_id(1)
-  for name, shape in shapes.items():
-    base = 1.0 if name.endswith("norm.weight") else 0.0  # llama.cpp's 1 + w, w about 0
-    w.add_tensor(_gguf_name(name), (base + 0.2 * rng.standard_normal(shape)).astype(np.float32))
-  w.write_header_to_file()
-  w.write_kv_data_to_file()
-  w.write_tensors_to_file()
-  w.close()
+    meta.update(add_attn_logit_softcapping=50.0, add_final_logit_softcapping=30.0)
+  # llama.cpp's 1 + w for the norms, w about 0
+  tensors = {_gguf_name(name): ((1.0 if name.endswith("norm.weight") else 0.0)
+                                + 0.2 * rng.standard_normal(shape)).astype(np.float32)
+             for name, shape in shapes.items()}
+  gguf_files.write(path, arch, tensors, meta, VOCAB, bos=2, eos=1)
 
 
 @pytest.mark.parametrize("arch", ["gemma2", "gemma3"])

@@ -9,6 +9,7 @@ import pytest
 from fjft.errors import CheckpointError, FjftError
 from fjft.models.tokenizer import Tokenizer
 from fjft.weights import gguf_io
+from tests.models import gguf_files
 
 gguf = pytest.importorskip("gguf")
 
@@ -133,35 +134,16 @@ def _write_tiny_lm(path, arch, tensors, hidden, heads, kv_heads, ffn, context):
   `tensors` maps names to float32 arrays, or to (uint8 block bytes, GGMLQuantizationType)
   pairs written as they are (rows of whole blocks).
   """
-  w = gguf.GGUFWriter(str(path), arch)
-  w.add_block_count(2)
-  w.add_context_length(context)
-  w.add_embedding_length(hidden)
-  w.add_feed_forward_length(ffn)
-  w.add_head_count(heads)
+  meta = {"add_block_count": 2, "add_context_length": context, "add_embedding_length": hidden,
+          "add_feed_forward_length": ffn, "add_head_count": heads}
   if arch == "gpt2":
-    w.add_layer_norm_eps(1e-5)
+    meta["add_layer_norm_eps"] = 1e-5
   else:
-    w.add_head_count_kv(kv_heads)
-    w.add_layer_norm_rms_eps(1e-6)
-    w.add_rope_freq_base(10000.0)
+    meta.update(add_head_count_kv=kv_heads, add_layer_norm_rms_eps=1e-6,
+                add_rope_freq_base=10000.0)
   embd = tensors["token_embd.weight"]
   vocab = (embd[0] if isinstance(embd, tuple) else embd).shape[0]
-  w.add_tokenizer_model("gpt2")
-  w.add_token_list([chr(ord("a") + i % 26) * (1 + i // 26) for i in range(vocab)])
-  w.add_token_types([1] * vocab)
-  w.add_token_merges([])
-  w.add_bos_token_id(0)
-  w.add_eos_token_id(1)
-  for name, arr in tensors.items():
-    if isinstance(arr, tuple):
-      w.add_tensor(name, arr[0], raw_dtype=arr[1])
-    else:
-      w.add_tensor(name, arr)
-  w.write_header_to_file()
-  w.write_kv_data_to_file()
-  w.write_tensors_to_file()
-  w.close()
+  gguf_files.write(path, arch, tensors, meta, vocab)
 
 
 def _tiny_tensors(arch, rng, hidden=64, heads=4, kv_heads=2, ffn=96, vocab=100, context=1024):

@@ -47,7 +47,10 @@ def _rope_scaling(meta: Meta) -> dict[str, Any] | None:
   return scaling
 
 
-def _to_hf(meta: Meta, model_type: str, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
+def decoder_config(meta: Meta, model_type: str,
+                   tensors: dict[str, np.ndarray]) -> dict[str, Any]:
+  """The HF config fields of a Llama-shaped decoder, from the metadata keys llama.cpp
+  writes for every such architecture (also read by Qwen3, OLMo 2 and Phi-3's layouts)."""
   arch = meta.arch
   hidden = int(meta.scalar(f"{arch}.embedding_length"))
   heads = int(meta.scalar(f"{arch}.attention.head_count"))
@@ -69,7 +72,13 @@ def _to_hf(meta: Meta, model_type: str, tensors: dict[str, np.ndarray]) -> dict[
   }
   if (scaling := _rope_scaling(meta)) is not None:
     cfg["rope_scaling"] = scaling
-  if arch in _ROPE_PERMUTED:
+  return cfg
+
+
+def _to_hf(meta: Meta, model_type: str, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
+  cfg = decoder_config(meta, model_type, tensors)
+  heads, kv_heads = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+  if meta.arch in _ROPE_PERMUTED:
     for name in list(tensors):
       if ".self_attn.q_proj." in name:
         tensors[name] = _unpermute_rope(tensors[name], heads)

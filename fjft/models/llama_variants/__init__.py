@@ -7,7 +7,7 @@ SmolLM3's NoPE layers. It reuses fjft.models.llama's RoPE, gated MLP and checkpo
 rules rather than widening llama.Config, whose model_types keep their narrow surface.
 
 config.py the architecture, modules.py the layers and KV cache, tensors.py the HF
-checkpoint names and layouts.
+checkpoint names and layouts, gguf.py llama.cpp's (Qwen3 and OLMo 2).
 
 Logical axis names are llama's (fjft.models.llama). Parameter tree: llama's, and
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from fjft.models import build
 from fjft.models.llama_variants.config import MODEL_TYPES, Config
+from fjft.models.llama_variants.gguf import GGUF
 from fjft.models.llama_variants.modules import Model, init_cache
 from fjft.models.llama_variants.tensors import (canonical_name, hf_linear_names, hf_tensors,
                                                 ignorable, init_std)
@@ -32,7 +33,6 @@ from fjft.models.llama_variants.tensors import (canonical_name, hf_linear_names,
 KIND = "decoder"
 # HF stores Linear weights [out, in] (PEFT's fan_in_fan_out=False).
 HF_WEIGHT_IN_FIRST = False
-GGUF = None
 
 from_hf, from_state_dict, init_random, to_hf_state_dict = build.weight_functions(__name__)
 

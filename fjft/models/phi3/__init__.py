@@ -3,9 +3,9 @@ Phi-4 and Phi-4-mini checkpoints use it too) in Flax NNX.
 
 A family module (fjft.models.family): config.py the architecture, rope.py the rotary
 embeddings (partial rotary dims, longrope's short/long factors and attention factor),
-modules.py the layers and KV cache, tensors.py the HF checkpoint names. It reuses the
-Llama family's norms, head, cache and checkpoint prefixes, and fjft.models.decoder's
-layer stack (scan, remat, packing, KV cache).
+modules.py the layers and KV cache, tensors.py the HF checkpoint names, gguf.py
+llama.cpp's. It reuses the Llama family's norms, head, cache and checkpoint prefixes,
+and fjft.models.decoder's layer stack (scan, remat, packing, KV cache).
 
 The fused projections stay fused: qkv_proj (q, k and v) and gate_up_proj (gate and
 up) are one Linear each, as in the checkpoint, and are sliced after the matmul.
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from fjft.models import build
 from fjft.models.phi3.config import MODEL_TYPES, Config
+from fjft.models.phi3.gguf import GGUF
 from fjft.models.phi3.modules import Model, init_cache
 from fjft.models.phi3.rope import attention_factor, inv_freq
 from fjft.models.phi3.tensors import (canonical_name, hf_linear_names, hf_tensors,
@@ -48,7 +49,6 @@ from fjft.models.phi3.tensors import (canonical_name, hf_linear_names, hf_tensor
 KIND = "decoder"
 # HF stores Linear weights [out, in] (PEFT's fan_in_fan_out=False).
 HF_WEIGHT_IN_FIRST = False
-GGUF = None
 
 from_hf, from_state_dict, init_random, to_hf_state_dict = build.weight_functions(__name__)
 
