@@ -15,6 +15,7 @@ inspection, and out of the way of the save that replaces it).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import time
@@ -38,8 +39,12 @@ def _manager(directory: str, keep: int) -> ocp.CheckpointManager:
 
 
 def _why(e: Exception) -> str:
-  """The error on one line; a long one keeps its start (what) and its end (the OS's why)."""
+  """The error on one line; a long one keeps its start (what) and its end (the OS's why).
+  A full disk is said first in words: TensorStore reports it only as os_error_code 28,
+  deep in a long message whose middle is cut here."""
   text = " ".join(f"{type(e).__name__}: {e}".split())
+  if "No space left" not in text and re.search(r"os_error_code='?28\b|\[Errno 28\]", text):
+    text = f"No space left on device: {text}"
   return text if len(text) <= 400 else f"{text[:200]} ... {text[-190:]}"
 
 
