@@ -27,6 +27,8 @@ RUN_NAMES = {
     "experiments/generate_shakespeare.py:peft=lora": "shakespeare-2c2c568c0bce",
     "experiments/intents_banking77.py": "banking77-46484a97b932",
     "experiments/intents_banking77.py:peft=lora": "banking77-44a0f4069a21",
+    "experiments/preference_hh.py": "preference-hh-5164b0ea1df9",
+    "experiments/preference_hh.py:recipe=full": "preference-hh-57a562a7c810",
     "experiments/quickstart.py": "quickstart-b1609d349faf",
     "experiments/retrieval_cranfield.py": "cranfield-166f43165c59",
     "experiments/retrieval_cranfield.py:lr=5e-5": "cranfield-d58036f4b56d",

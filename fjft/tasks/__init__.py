@@ -17,6 +17,7 @@ from fjft.errors import ConfigError
 TASKS: dict[str, str] = {
     "classify": "fjft.tasks.classify.task",
     "lm": "fjft.tasks.lm.task",
+    "preference": "fjft.tasks.preference.task",
     "retrieval": "fjft.tasks.retrieval.task",
 }
 # The task of a run directory whose model.json does not name one: only classification runs
