@@ -61,12 +61,13 @@ def main(argv):
   started = time.time()
   if f.adapter and not f.model:
     raise FjftError("--adapter goes with --model (the base model it was trained on)")
+  # the input is read (and a bad line said) before the model takes seconds to load
+  records = ([("--prompt", {"prompt": f.prompt})] if f.prompt else read_prompts(f.input))
+  refs = references(records) if f.metrics else None
   lm = (opened.open_run(f.run, "generate") if f.run
         else pretrained.load_lm(f.model, adapter=f.adapter))
-  records = ([("--prompt", {"prompt": f.prompt})] if f.prompt else read_prompts(f.input))
   sampling = decoding.SamplingConfig(max_new_tokens=f.max_new_tokens, temperature=f.temperature,
                                      top_k=f.top_k, top_p=f.top_p, seed=f.seed)
-  refs = references(records) if f.metrics else None
   results = generate_records(lm, records, sampling, f.batch_size, f.chat_template)
   with open(f.output, "w", encoding="utf-8") as out:
     for r in results:
