@@ -13,10 +13,10 @@ import pytest
 from fjft.config import experiment as config_lib
 from fjft.config import identity
 from fjft.sweeps import grid as sweeps
+from fjft.tasks import TASKS
 
 from tests.conftest import REPO
 FILES = sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "experiments", "*.py")))
-TASKS = ("classify", "lm", "retrieval")
 
 # `:recipe=full`, `experiments/x.py:peft=lora`, `:recipe=full,pooling=pooler` in a docstring
 VARIANT = re.compile(r"(?:`|\.py):([A-Za-z_]\w*=[^\s`,]+(?:,[A-Za-z_]\w*=[^\s`,]+)*)")

@@ -30,9 +30,9 @@ def _config(model_dir, data, **fields):
   c.model.name = model_dir
   c.data.path = str(data)
   c.data.max_length = 48
-  c.train.steps = 30
-  c.train.eval_every = 15
-  c.train.checkpoint_every = 15
+  c.train.steps = 20
+  c.train.eval_every = 10
+  c.train.checkpoint_every = 10
   c.train.batch_size = 8
   c.train.progress = False
   c.optim.lr = 3e-3
@@ -85,8 +85,8 @@ def test_the_run_generates_and_exports_as_a_decoder(lora_dpo, tmp_path):
     ({"loss.kind": "simpo", "loss.beta": 2.0}, "none"),     # reference-free
 ])
 def test_each_loss_kind_trains(tiny_llama_dir, pairs_file, tmp_path, fields, reference):
-  c = _config(tiny_llama_dir, pairs_file, **{"train.steps": 16, "train.eval_every": 16,
-                                            "train.checkpoint_every": 16, **fields})
+  c = _config(tiny_llama_dir, pairs_file, **{"train.steps": 12, "train.eval_every": 12,
+                                            "train.checkpoint_every": 12, **fields})
   r = runner.run(c, str(tmp_path), say=lambda *_: None)
   assert r["reference"] == reference
   assert r["test"]["accuracy"] >= r["pretrained"]["test"]["accuracy"]
