@@ -28,7 +28,7 @@ from fjft.models import adapters
 from fjft.models.pretrained import load_lm
 from fjft.parallel import mesh as mesh_lib
 from fjft.tasks.base import BestByStep, RunContext, check_metric
-from fjft.tasks.lm.task import LMTask, build_model
+from fjft.tasks.lm.task import LMRun, LMTask, build_model
 from fjft.tasks.preference import baseline as pref_baseline
 from fjft.tasks.preference import data as pref_data
 from fjft.tasks.preference import loss as pref_loss
@@ -268,10 +268,8 @@ class PreferenceRun:
       lines.append(f"  {split:4s} preference accuracy: tuned {acc:.4f} vs {others}")
     return lines
 
-  def commands(self, run_dir: str) -> list[str]:
-    return [f"generate: python -m fjft.generate --run={run_dir} --prompt=\"...\" "
-            "--output=<out.jsonl>",
-            f"export:   python -m fjft.export --run={run_dir} --out=<dir>"]
+  # a finished run is a decoder: generated from and exported as an LM run is
+  commands = LMRun.commands
 
   def extra_results(self, results: dict) -> dict:
     return dict(self.reference_cost)
