@@ -67,6 +67,8 @@ def _train(config, task, run_dir: str, mesh, say) -> dict:
   state = training.state
   batches = job.batches()
 
+  # said before the logger starts its progress bar, which the line would otherwise break
+  say(job.describe(training.params))
   logger = RunLogger(run_dir, config.train.steps, int(state.step), config.train.progress)
   logger.text("config", "```\n" + identity.canonical_json(config, identity_only=False) + "\n```")
   # The baselines as flat lines over the whole run, to read the dev curves against.
@@ -74,7 +76,6 @@ def _train(config, task, run_dir: str, mesh, say) -> dict:
     for split, values in by_split.items():
       for at in (0, config.train.steps):
         logger.scalars(at, values, f"{name}/{split}/")
-  say(job.describe(training.params))
   try:
     result = train_loop(
         state=state, train_step=training.train_step,
