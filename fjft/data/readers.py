@@ -204,20 +204,22 @@ def _row_from_object(obj: Any, where: str, text_column: str, label_column: str |
   return Row(text=text, label=label, where=where)
 
 
-def file_ext(path: str) -> str:
-  """A data file's format, lower-case, past a gzip suffix: "train.jsonl.gz" -> ".jsonl"."""
+def _split_name(path: str) -> tuple[str, str]:
+  # (stem, format extension) of the file name, a gzip suffix left out
   name = os.path.basename(path)
   if name.lower().endswith(GZIP):
     name = name[:-len(GZIP)]
-  return os.path.splitext(name)[1].lower()
+  return os.path.splitext(name)
+
+
+def file_ext(path: str) -> str:
+  """A data file's format, lower-case, past a gzip suffix: "train.jsonl.gz" -> ".jsonl"."""
+  return _split_name(path)[1].lower()
 
 
 def file_stem(path: str) -> str:
   """The name without its format (and gzip) suffix: "train.jsonl.gz" -> "train"."""
-  name = os.path.basename(path)
-  if name.lower().endswith(GZIP):
-    name = name[:-len(GZIP)]
-  return os.path.splitext(name)[0]
+  return _split_name(path)[0]
 
 
 def _raw_lines(path: str) -> Iterator[bytes]:

@@ -180,11 +180,15 @@ class Tokenizer:
 
   def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
     """Token ids of one text, untruncated; the model's BOS/EOS framing if asked."""
+    return self._encoding(text, add_special_tokens).ids
+
+  def _encoding(self, text: str, add_special_tokens: bool) -> tokenizers.Encoding:
+    # untruncated: encode_batch's per-call max_length is switched off first
     with self._lock:
       if self._max_length is not None:
         self._tok.no_truncation()
         self._max_length = None
-      return self._tok.encode(text, add_special_tokens=add_special_tokens).ids
+      return self._tok.encode(text, add_special_tokens=add_special_tokens)
 
   def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
     """The text of token ids (special tokens such as <|im_end|> left out if asked)."""
@@ -221,11 +225,7 @@ class Tokenizer:
     """
     text, spans = chat.reply_spans(self._template(), messages, self._special,
                                    self._end_of_turn())
-    with self._lock:
-      if self._max_length is not None:
-        self._tok.no_truncation()
-        self._max_length = None
-      encoding = self._tok.encode(text, add_special_tokens=False)
+    encoding = self._encoding(text, add_special_tokens=False)
     mask = np.zeros(len(encoding.ids), bool)
     k = 0
     for t, (start, end) in enumerate(encoding.offsets):

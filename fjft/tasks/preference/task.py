@@ -159,8 +159,11 @@ class PreferenceRun:
     # Dev and test: the base's log-probs are the starting model's, computed once for the
     # baseline, unless the adapters started from peft.init_from (then the base is not it).
     eval_in_step = in_step and bool(self.config.peft.init_from)
-    self._eval = jax.jit(lambda p, batch: make(eval_in_step)(p, batch, None),
-                         out_shardings=replicated)
+    def eval_fn(params, batch):
+      out = make(eval_in_step)(params, batch, None)
+      return out, self._losses(out)
+
+    self._eval = jax.jit(eval_fn, out_shardings=replicated)
     self._eval_uses_start = not eval_in_step
     return make(in_step)
 
@@ -230,8 +233,7 @@ class PreferenceRun:
   def _evaluate(self, params, split: str) -> dict:
     sums = dict.fromkeys(METRICS, 0.0)
     for idx, batch in self._batches(split):
-      out = jax.device_get(self._eval(params, batch))
-      losses, rewards = (np.asarray(x) for x in jax.device_get(self._losses(out)))
+      out, (losses, rewards) = jax.device_get(self._eval(params, batch))
       n = len(idx)
       logps, ref = np.asarray(out["logps"])[:n], np.asarray(out["ref_logps"])[:n]
       rewards, losses = rewards[:n], losses[:n]
