@@ -56,6 +56,10 @@ class EncodedPair:
   def key(self):
     return tuple(a.tobytes() for a in self.ids)
 
+  def chosen_example(self) -> packing.LMExample:
+    """The prompt and the chosen reply as an LM example (generation metrics' reference)."""
+    return packing.LMExample(self.ids[0], self.mask[0], self.where)
+
 
 @dataclasses.dataclass
 class PreferenceSplits:
@@ -157,7 +161,8 @@ def encode(tokenizer, pair: Pair, cfg) -> tuple[EncodedPair, bool, bool]:
                         "(data.use_chat_template)")
       ex = packing.from_prompt_response(tokenizer, prompt[0]["content"], reply, pair.where,
                                         use_chat_template=False)
-    first = int(np.argmax(ex.loss_mask)) if ex.loss_mask.any() else len(ex)
+    # The chat's earlier assistant turns are prompt: only the last reply is scored.
+    first = last_run_start(ex.loss_mask)
     sides.append((ex.ids[:first], ex.ids[first:], ex.loss_mask[first:]))
   limit = cfg.max_length
   longest = max(len(reply) for _, reply, _ in sides)
@@ -171,6 +176,13 @@ def encode(tokenizer, pair: Pair, cfg) -> tuple[EncodedPair, bool, bool]:
     ids.append(np.concatenate([prompt_ids[len(prompt_ids) - keep:], reply[:room]]))
     masks.append(np.concatenate([np.zeros(keep, bool), reply_mask[:room]]))
   return EncodedPair((ids[0], ids[1]), (masks[0], masks[1]), pair.where), cut_prompt, cut_reply
+
+
+def last_run_start(mask: np.ndarray) -> int:
+  """Where the last run of True in `mask` starts (len(mask) when there is none): the chat
+  renderer marks every assistant turn, and the pair's reply is the last."""
+  starts = np.flatnonzero(mask & ~np.r_[False, mask[:-1]])
+  return int(starts[-1]) if len(starts) else len(mask)
 
 
 def load_splits(cfg, tokenizer, model_name: str) -> tuple[PreferenceSplits, Any]:

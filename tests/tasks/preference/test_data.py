@@ -100,6 +100,19 @@ def test_long_pairs_keep_the_prompts_end_and_the_replies_start(smollm2_tokenizer
   assert not cut_prompt and not cut_reply
 
 
+def test_only_the_last_reply_of_a_dialogue_is_scored(smollm2_tokenizer):
+  # the chat renderer marks every assistant turn; the earlier ones are the pair's prompt
+  pair = pref_data.Pair((("user", "Hi there"), ("assistant", "EARLIER TURN"), ("user", "Help?")),
+                        "Sure thing.", "No.", "p.jsonl:1")
+  for max_length in (1024, 40):
+    enc, _, cut_reply = pref_data.encode(smollm2_tokenizer, pair, _cfg(max_length=max_length))
+    assert not cut_reply
+    scored = [smollm2_tokenizer.decode(ids[mask], skip_special_tokens=False)
+              for ids, mask in zip(enc.ids, enc.mask)]
+    assert scored == ["Sure thing.<|im_end|>\n", "No.<|im_end|>\n"]
+    assert "EARLIER TURN" in smollm2_tokenizer.decode(enc.ids[0]) or max_length < 1024
+
+
 def test_the_hh_harmless_pairs(shared_data, smollm2_tokenizer, tmp_path):
   path = os.path.join(shared_data, *HH_FILE)
   with pytest.raises(DataError, match=rf"{path}:1255: the chosen and rejected dialogues differ"):
