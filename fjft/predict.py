@@ -29,7 +29,8 @@ def main(argv):
   f = flags.FLAGS
   cli.check_output(f.output, input=f.input)
   run = opened.open_run(f.run, "predict")
-  for line in tasks.get(run.task).predict(
+  # (a decoder run opens as an LM, which does not name its task: model.json does)
+  for line in tasks.get(opened.read_info(f.run)["task"]).predict(
       run, f.input, f.output, text_column=f.text_column, batch_size=f.batch_size,
       label_column=f.label_column, label_map=f.label_map):
     print(line)

@@ -4,8 +4,10 @@
   1. a name registered in PRETRAINED (an encoder such as "all-minilm-l6-v2", a
      decoder such as "smollm2-135m-instruct");
   2. a .gguf file (the family from its general.architecture);
-  3. a local Hugging Face model folder (the family from its config.json);
-  4. a Hugging Face hub id "org/name", downloaded with huggingface_hub.
+  3. an fjft run directory (its model.json): a finished decoder run's best checkpoint,
+     LoRA adapters merged, with the run's tokenizer (SFT, then preference tuning from it);
+  4. a local Hugging Face model folder (the family from its config.json);
+  5. a Hugging Face hub id "org/name", downloaded with huggingface_hub.
 `load` resolves, then reads the config, the tokenizer and the weights through the one
 tensor-mapping engine (fjft.weights.hf_tensors); with a mesh each param is created
 directly in its shards (fjft.models.build).
@@ -117,7 +119,7 @@ class Source:
 
   family: ModuleType
   model_type: str
-  kind: str           # "hf" (a folder) or "gguf" (a file)
+  kind: str           # "hf" (a folder), "gguf" (a file) or "run" (an fjft run directory)
   path: str
 
   def require(self, kind: str) -> Source:
@@ -137,6 +139,27 @@ def _of_folder(folder: str) -> Source:
     raise FjftError(f"{Path(folder) / 'config.json'}: model_type {model_type!r} is not"
                     f" supported; supported: {sorted(FAMILIES)}")
   return Source(FAMILIES[model_type], model_type, "hf", folder)
+
+
+def _of_run(run_dir: str) -> Source:
+  from fjft.run import opened
+  model_type = opened.read_info(run_dir)["family"]
+  if model_type not in FAMILIES:
+    raise FjftError(f"{Path(run_dir) / 'model.json'}: model family {model_type!r} is not"
+                    f" supported; supported: {sorted(FAMILIES)}")
+  return Source(FAMILIES[model_type], model_type, "run", run_dir)
+
+
+def _run_checkpoint(run_dir: str):
+  """(HF config, tokenizer, HF-named tensors) of a decoder run's best checkpoint."""
+  from fjft.run import opened
+  from fjft.weights import hf_tensors
+  lm = opened.open_run(run_dir)
+  if not hasattr(lm, "cfg"):   # an encoder task's run (with its head) is not a decoder
+    raise FjftError(f"{run_dir}: a {opened.read_info(run_dir)['task']} run; a run directory "
+                    "as a model must be a decoder run (lm, preference)")
+  return lm.cfg.to_hf(), lm.tokenizer, hf_tensors.Tensors(
+      lm.family.to_hf_state_dict(lm.cfg, lm.params), {}, f"{Path(run_dir) / 'checkpoints'} (best)")
 
 
 def _of_gguf(path: str) -> Source:
@@ -168,6 +191,8 @@ def resolve(name_or_path: str, *, expect: str | None = None) -> Source:
     if path.suffix.lower() != ".gguf":
       raise FjftError(f"{path}: a model file must be .gguf (or pass a Hugging Face folder)")
     source = _of_gguf(str(path))
+  elif path.is_dir() and (path / "model.json").is_file():
+    source = _of_run(str(path))
   elif path.is_dir():
     source = _of_folder(str(path))
   elif locate.looks_like_hub_id(name_or_path) and not path.exists():
@@ -230,6 +255,9 @@ def load(name_or_path_or_source: str | Source, *, mesh=None, rules=None,
     except FjftError as e:  # the tokenizer sees only metadata: name the file here
       raise type(e)(f"{path}: tokenizer: {e}") from None
     tensors = hf_tensors.Tensors(g.tensors, {}, path)
+  elif source.kind == "run":
+    hf_config, tokenizer, tensors = _run_checkpoint(path)
+    cfg = build.make_config(family, hf_config, str(Path(path) / "model.json"), runtime)
   else:
     # The config and the tokenizer before any tensor: a wrong folder fails fast.
     cfg = build.make_config(family, read_hf_config(path), str(Path(path) / "config.json"),

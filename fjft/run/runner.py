@@ -9,6 +9,7 @@ and reproduce call it too, and tests call it directly.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -65,6 +66,9 @@ def _train(config, task, run_dir: str, mesh, say) -> dict:
                               only=job.trainable, checkpoints=checkpoints)
   del params   # the train state holds the params from here
   state = training.state
+  frozen = job.frozen_inputs() if hasattr(job, "frozen_inputs") else None
+  train_step = (training.train_step if frozen is None
+                else functools.partial(training.train_step, frozen_inputs=frozen))
   batches = job.batches()
 
   # said before the logger starts its progress bar, which the line would otherwise break
@@ -78,7 +82,7 @@ def _train(config, task, run_dir: str, mesh, say) -> dict:
         logger.scalars(at, values, f"{name}/{split}/")
   try:
     result = train_loop(
-        state=state, train_step=training.train_step,
+        state=state, train_step=train_step,
         batch_at=lambda s: ctx.to_device(batches.batch(s)), data_position=batches.position,
         evaluate=lambda p, step: job.evaluate(p, "dev", step), checkpoints=checkpoints,
         logger=logger, train_cfg=config.train, lr_at=training.lr_at,

@@ -104,6 +104,10 @@ class TaskRun(Protocol):
   def baselines(self, ctx: RunContext, params) -> dict[str, dict]:
     """{name: {split: metrics}}: what fine-tuning is compared with (computed once a run)."""
 
+  # Optional: frozen_inputs() -> a tree of device arrays every train step takes besides
+  # the state and batch (apply_fn sees it as batch["frozen"]), e.g. a frozen reference
+  # model; called after baselines, before the first step.
+
   def evaluate(self, params, split: str, step: int | None = None) -> dict:
     """Metrics of `params` on `split`; the training loop passes the step it evaluates."""
 

@@ -21,7 +21,7 @@ class TrainState:
 
 def make_train_step(apply_fn: Callable, loss_fn: Callable, optimizer: optax.GradientTransformation,
                     grad_accum: int, base_key: jax.Array, trainable=None):
-  """Returns train_step(state, batch) -> (state, metrics).
+  """Returns train_step(state, batch, frozen_inputs=None) -> (state, metrics).
 
   apply_fn(params, batch, dropout_key) -> model output; loss_fn(output, batch) ->
   (summed loss, summed weight). The loss is normalised by the weight of the whole batch,
@@ -31,6 +31,10 @@ def make_train_step(apply_fn: Callable, loss_fn: Callable, optimizer: optax.Grad
   leaves: gradients, optimizer state (state.opt_state is over the trained part, see
   fjft.optim.split_trainable) and updates cover the True leaves only. The frozen leaves
   leave the step as they came in, so with donated state they are not even copied.
+
+  `frozen_inputs` (a tree of arrays, e.g. a frozen reference model's params) reach apply_fn
+  as batch["frozen"], whole in every micro-batch: an input of the step that is neither
+  trained nor split into micro-batches, and not copied into the compiled program.
   """
 
   def summed_loss(trained, frozen, micro, key):
@@ -40,19 +44,22 @@ def make_train_step(apply_fn: Callable, loss_fn: Callable, optimizer: optax.Grad
 
   grad_fn = jax.value_and_grad(summed_loss, has_aux=True)
 
-  def train_step(state: TrainState, batch: dict):
+  def train_step(state: TrainState, batch: dict, frozen_inputs=None):
     key = jax.random.fold_in(base_key, state.step)
     trained, frozen = ((state.params, None) if trainable is None
                        else optim.split_trainable(state.params, trainable))
+    with_inputs = (lambda b: b) if frozen_inputs is None else (
+        lambda b: {**b, "frozen": frozen_inputs})
     if grad_accum == 1:
-      (loss, weight), grads = grad_fn(trained, frozen, batch, jax.random.fold_in(key, 0))
+      (loss, weight), grads = grad_fn(trained, frozen, with_inputs(batch),
+                                      jax.random.fold_in(key, 0))
     else:
       micro = jax.tree.map(lambda x: x.reshape((grad_accum, -1) + x.shape[1:]), batch)
 
       def accumulate(carry, inputs):
         grads, loss, weight = carry
         i, mb = inputs
-        (l, w), g = grad_fn(trained, frozen, mb, jax.random.fold_in(key, i))
+        (l, w), g = grad_fn(trained, frozen, with_inputs(mb), jax.random.fold_in(key, i))
         return (jax.tree.map(jnp.add, grads, g), loss + l, weight + w), None
 
       zeros = jax.tree.map(jnp.zeros_like, trained)

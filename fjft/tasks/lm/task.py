@@ -75,15 +75,50 @@ def prompts_and_references(examples, tokenizer):
   return ids, references, where
 
 
+def generation_metrics(config) -> list[str]:
+  """The metrics of config.eval.metrics, checked: scored when eval.generate is set."""
+  names = [m for m in config.eval.metrics.split(",") if m]
+  for name in names:
+    if name not in gen_metrics.METRICS:
+      raise ConfigError(f"config field eval.metrics: unknown metric {name!r} "
+                        f"(known: {', '.join(gen_metrics.METRICS)})")
+  return names
+
+
+def generate_and_score(lm: LM, prompts, eval_cfg, metric_names) -> tuple[dict, list[dict]]:
+  """(metric -> score, the samples) of greedy replies to `prompts` (prompts_and_references)."""
+  ids, references, where = prompts
+  sampling = decoding.SamplingConfig(max_new_tokens=eval_cfg.max_new_tokens, temperature=0.0)
+  generated = generation.generate_batched(lm, ids, where, eval_cfg.batch_size, sampling,
+                                          always_full=True)
+  hypotheses = [lm.tokenizer.decode(g).strip() for g in generated]
+  return gen_metrics.score(metric_names, hypotheses, references), [
+      {"where": w, "reference": r, "generated": h}
+      for w, r, h in zip(where, references, hypotheses)]
+
+
+def finish_with_samples(run, ctx: RunContext, params, best_step: int, score) -> dict:
+  """The best checkpoint's dev scores (kept from its evaluation by run.best_dev, with the
+  replies it generated) and test scores (score(params, split)); run.samples, what it
+  generated on dev and test, written to generations.json."""
+  kept = run.best_dev.at(best_step)
+  if kept is not None:
+    dev, replies = kept
+    if replies is not None:
+      run.samples["dev"] = replies
+  else:   # the best step was evaluated before a resume
+    dev = score(params, "dev")
+  out = {"dev": dev, "test": score(params, "test")}
+  if run.samples:
+    ctx.write("generations.json", run.samples)
+  return out
+
+
 class LMRun:
 
   def __init__(self, ctx: RunContext):
     config = self.config = ctx.config
-    self.metric_names = [m for m in config.eval.metrics.split(",") if m]
-    for name in self.metric_names:
-      if name not in gen_metrics.METRICS:
-        raise ConfigError(f"config field eval.metrics: unknown metric {name!r} "
-                          f"(known: {', '.join(gen_metrics.METRICS)})")
+    self.metric_names = generation_metrics(config)
     check_metric(config, ["loss", "perplexity"]
                  + (self.metric_names if config.eval.generate else []))
     m = config.model
@@ -109,8 +144,6 @@ class LMRun:
     if self.metric_names and config.eval.generate:
       self.prompts = {split: prompts_and_references(getattr(splits, split)[:config.eval.generate],
                                                     self.tokenizer) for split in ("dev", "test")}
-    self.sampling = decoding.SamplingConfig(max_new_tokens=config.eval.max_new_tokens,
-                                            temperature=0.0)
     self.to_device, self.mesh, self.say = ctx.to_device, ctx.mesh, ctx.say
     self.samples: dict[str, list] = {}    # what the last evaluation of each split generated
     # the best dev evaluation's scores and replies: the best checkpoint's are then not
@@ -138,14 +171,10 @@ class LMRun:
     mean = total / max(count, 1.0)
     out = {"loss": mean, "perplexity": math.exp(min(mean, 50.0))}
     if split in self.prompts:
-      ids, references, where = self.prompts[split]
       lm = LM(self.lm.family, self.lm.cfg, self.graphdef, params, self.tokenizer, self.lm.source)
-      generated = generation.generate_batched(lm, ids, where, self.config.eval.batch_size,
-                                              self.sampling, always_full=True)
-      hypotheses = [self.tokenizer.decode(g).strip() for g in generated]
-      out.update(gen_metrics.score(self.metric_names, hypotheses, references))
-      self.samples[split] = [{"where": w, "reference": r, "generated": h}
-                             for w, r, h in zip(where, references, hypotheses)]
+      scores, self.samples[split] = generate_and_score(lm, self.prompts[split], self.config.eval,
+                                                       self.metric_names)
+      out.update(scores)
     return out
 
   def baselines(self, ctx: RunContext, params) -> dict:
@@ -163,17 +192,7 @@ class LMRun:
     return out
 
   def finish(self, ctx: RunContext, params, best_step: int) -> dict:
-    kept = self.best_dev.at(best_step)
-    if kept is not None:
-      dev, replies = kept
-      if replies is not None:
-        self.samples["dev"] = replies
-    else:   # the best step was evaluated before a resume
-      dev = self._score(params, "dev")
-    out = {"dev": dev, "test": self._score(params, "test")}
-    if self.samples:   # what the best checkpoint generated on dev and test
-      ctx.write("generations.json", self.samples)
-    return out
+    return finish_with_samples(self, ctx, params, best_step, self._score)
 
   def describe(self, counts: dict) -> str:
     c = self.config

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import ml_collections
 
-from fjft.config.bounds import FRACTION, Range, SEED
+from fjft.config.bounds import FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, Range, SEED
 from fjft.config.defaults import add_mesh, add_optim, add_peft, add_train, new_config
 
 LOSS_KINDS = ("dpo", "ipo", "simpo", "orpo")
 # "auto": adapters_off for a LoRA run, precompute otherwise.
-REFERENCES = ("auto", "adapters_off", "precompute")
+REFERENCES = ("auto", "adapters_off", "precompute", "frozen_copy")
 
 BOUNDS = {
     "data.max_length": Range(4, integer=True),
@@ -20,6 +20,9 @@ BOUNDS = {
     "loss.beta": Range(0.0, low_open=True),
     "loss.label_smoothing": Range(0.0, 0.5, high_open=True),
     "loss.simpo_gamma": Range(0.0),
+    "eval.generate": NON_NEGATIVE_INT,
+    "eval.max_new_tokens": POSITIVE_INT,
+    "eval.batch_size": POSITIVE_INT,
 }
 
 
@@ -62,8 +65,17 @@ def default_config() -> ml_collections.ConfigDict:
   c.loss.beta = 0.1                 # DPO/IPO temperature; SimPO's reward scale; ORPO's lambda
   c.loss.label_smoothing = 0.0      # conservative DPO / SimPO: the chance a label is flipped
   c.loss.simpo_gamma = 0.5          # SimPO's target reward margin
-  c.loss.reference = "auto"         # adapters_off (LoRA: the base, no second copy) or
-  #                                   precompute (the starting model's log-probs, once)
+  c.loss.reference = "auto"         # adapters_off (LoRA: the base, no second copy),
+  #                                   precompute (the starting model's log-probs, once) or
+  #                                   frozen_copy (the starting weights kept beside)
+
+  # Generation metrics (bleu, chrf, rougeL) of greedy replies to the first `eval.generate`
+  # prompts of dev (each evaluation) and test, against their chosen replies.
+  c.eval = ml_collections.ConfigDict()
+  c.eval.generate = 0                 # 0: preference metrics only
+  c.eval.metrics = ""
+  c.eval.max_new_tokens = 64
+  c.eval.batch_size = 16
 
   add_train(c, steps=200, batch_size=8, eval_every=50, eval_batch_size=8, metric="accuracy",
             patience=3, log_every=10, checkpoint_every=50)

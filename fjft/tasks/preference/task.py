@@ -7,7 +7,10 @@ The reference model of DPO and IPO (loss.reference):
                 B set to 0: no second copy of the weights, one more forward pass a step;
   precompute    the starting model's log-probs of every pair, computed once before the
                 first step and kept in the run dir (reference_logps.json): a full
-                fine-tune needs no frozen copy and no extra forward pass.
+                fine-tune needs no frozen copy and no extra forward pass;
+  frozen_copy   a copy of the starting weights on the devices, a train-step input
+                (TaskRun.frozen_inputs): one more forward pass a step and a copy's memory,
+                nothing computed up front (a run that sees a small part of a large set).
 A finished run is a decoder like an LM run's: generate and export open it the same way.
 """
 
@@ -25,10 +28,11 @@ from flax import nnx
 from fjft.data.batches import StepBatches, fill_rows, row_weights
 from fjft.errors import ConfigError
 from fjft.models import adapters
-from fjft.models.pretrained import load_lm
+from fjft.models.pretrained import LM, load_lm
 from fjft.parallel import mesh as mesh_lib
 from fjft.tasks.base import BestByStep, RunContext, check_metric
-from fjft.tasks.lm.task import LMRun, LMTask, build_model
+from fjft.tasks.lm.task import (LMRun, LMTask, build_model, finish_with_samples,
+                                generate_and_score, generation_metrics, prompts_and_references)
 from fjft.tasks.preference import baseline as pref_baseline
 from fjft.tasks.preference import data as pref_data
 from fjft.tasks.preference import loss as pref_loss
@@ -99,6 +103,17 @@ def reference_mode(config) -> str:
   return ("adapters_off" if lora else "precompute") if ref == "auto" else ref
 
 
+def pair_logps(graphdef, params, batch: dict, dropout_key, dtype) -> tuple[jax.Array, jax.Array]:
+  """(summed log-probs, token counts) of each pair's replies [B, 2], from rows [B, 2, L]."""
+  flat = {k: batch[k].reshape((-1,) + batch[k].shape[2:])
+          for k in ("input_ids", "positions", "segment_ids", "loss_mask")}
+  features = nnx.merge(graphdef, params).features(
+      flat["input_ids"], flat["positions"], segment_ids=flat["segment_ids"],
+      dropout_key=dropout_key, compute_dtype=dtype)
+  logps, counts = pref_loss.sequence_logps(features, flat["input_ids"], flat["loss_mask"])
+  return logps.reshape(-1, 2), counts.reshape(-1, 2)
+
+
 def without_adapters(params):
   """The params with every LoRA B zeroed: the adapted model computes its base exactly."""
   return jax.tree_util.tree_map_with_path(
@@ -111,7 +126,8 @@ class PreferenceRun:
   def __init__(self, ctx: RunContext):
     config = self.config = ctx.config
     self.reference = reference_mode(config)
-    check_metric(config, METRICS)
+    self.metric_names = generation_metrics(config)
+    check_metric(config, METRICS + tuple(self.metric_names if config.eval.generate else ()))
     m = config.model
     self.lm = load_lm(m.name, mesh=ctx.mesh, rules=config.sharding_rules,
                       scan_layers=m.scan_layers, remat=m.remat,
@@ -130,19 +146,19 @@ class PreferenceRun:
     self.reference_cost = {"reference": self.reference, "reference_weight_bytes": 0}
     # the best dev evaluation's scores: not computed again for the best checkpoint
     self.best_dev = BestByStep(config.train.metric)
+    self.prompts, self.samples = {}, {}
+    if self.metric_names and config.eval.generate:
+      self.prompts = {split: prompts_and_references(
+          [p.chosen_example() for p in getattr(self.splits, split)[:config.eval.generate]],
+          self.tokenizer) for split in ("dev", "test")}
 
   def apply_fn(self, graphdef):
+    self.graphdef = graphdef
     dtype = jnp.dtype(self.config.model.compute_dtype)
     in_step = self.reference == "adapters_off"
 
     def logps_of(params, batch, key):
-      flat = {k: batch[k].reshape((-1,) + batch[k].shape[2:])
-              for k in ("input_ids", "positions", "segment_ids", "loss_mask")}
-      features = nnx.merge(graphdef, params).features(
-          flat["input_ids"], flat["positions"], segment_ids=flat["segment_ids"],
-          dropout_key=key, compute_dtype=dtype)
-      logps, counts = pref_loss.sequence_logps(features, flat["input_ids"], flat["loss_mask"])
-      return logps.reshape(-1, 2), counts.reshape(-1, 2)
+      return pair_logps(graphdef, params, batch, key, dtype)
 
     def make(in_step: bool):
       def apply_fn(params, batch, dropout_key):
@@ -151,6 +167,8 @@ class PreferenceRun:
         if in_step:
           out["ref_logps"] = jax.lax.stop_gradient(
               logps_of(without_adapters(params), batch, None)[0])
+        elif "frozen" in batch:   # frozen_copy: the starting params, a step input
+          out["ref_logps"] = jax.lax.stop_gradient(logps_of(batch["frozen"], batch, None)[0])
         return out
       return apply_fn
 
@@ -209,8 +227,13 @@ class PreferenceRun:
     if start.get("fingerprint") != fingerprint:   # the data changed under the same run dir
       start = compute()
       ctx.write("reference_logps.json", start)
-    if self.reference == "precompute" or (self.reference == "adapters_off"
-                                          and self._eval_uses_start):
+    if self.reference == "frozen_copy":
+      # a copy (the train step donates the params it is given), kept on the same devices
+      self._frozen = jax.tree.map(lambda x: x.copy(), params)
+      self.reference_cost["reference_weight_bytes"] = sum(
+          x.nbytes for x in jax.tree.leaves(self._frozen))
+    if self.reference in ("precompute", "frozen_copy") or (self.reference == "adapters_off"
+                                                           and self._eval_uses_start):
       for s in splits:
         self.rows[s].ref_logps[:] = np.asarray(start[s], np.float32)
     if self.reference == "precompute":
@@ -219,15 +242,33 @@ class PreferenceRun:
                                  reference_seconds=start["seconds"])
     pretrained = {s: pref_baseline.logprob_preference(np.asarray(start[s]))
                   for s in ("dev", "test")}
+    if self.prompts:
+      def generated():
+        self.say("generating with the starting model on dev and test (the baseline)")
+        out = {s: self._generate(params, s) for s in ("dev", "test")}
+        ctx.write("baseline_generations.json", self.samples)
+        return out
+      for s, scores in ctx.cached("baseline_generation.json", generated).items():
+        pretrained[s].update(scores)
 
     def text_baselines():
       return pref_baseline.text_baselines(self.splits.texts)
     return {"pretrained": pretrained, **ctx.cached("baseline.json", text_baselines)}
 
+  def frozen_inputs(self):
+    """The frozen copy of the starting params the train step computes the reference with."""
+    return getattr(self, "_frozen", None)
+
+  def _generate(self, params, split: str) -> dict:
+    lm = LM(self.lm.family, self.lm.cfg, self.graphdef, params, self.tokenizer, self.lm.source)
+    scores, self.samples[split] = generate_and_score(lm, self.prompts[split], self.config.eval,
+                                                     self.metric_names)
+    return scores
+
   def evaluate(self, params, split: str, step: int | None = None) -> dict:
     out = self._evaluate(params, split)
     if split == "dev":
-      self.best_dev.offer(step, out, out)
+      self.best_dev.offer(step, out, (out, self.samples.get("dev")))
     return out
 
   def _evaluate(self, params, split: str) -> dict:
@@ -247,12 +288,12 @@ class PreferenceRun:
     out = {k: v / len(self.rows[split]) for k, v in sums.items()}
     if self.reference == "none":
       del out["logratio"]
+    if split in self.prompts:
+      out.update(self._generate(params, split))
     return out
 
   def finish(self, ctx: RunContext, params, best_step: int) -> dict:
-    del ctx
-    dev = self.best_dev.at(best_step) or self._evaluate(params, "dev")
-    return {"dev": dev, "test": self._evaluate(params, "test")}
+    return finish_with_samples(self, ctx, params, best_step, self._evaluate)
 
   def describe(self, counts: dict) -> str:
     c = self.config
@@ -278,12 +319,19 @@ class PreferenceRun:
 
 
 class PreferenceTask(LMTask):
-  """A decoder tuned on preference pairs; opened, generated from and exported as an LM run."""
+  """A decoder tuned on preference pairs; opened, generated from and exported as an LM run,
+  and it scores pairs of replies (predict)."""
   name = "preference"
+  uses = {**LMTask.uses, "predict": "python -m fjft.predict"}
   report_lines = staticmethod(pref_data.report_lines)
   default_config = staticmethod(default_config)
   bounds = BOUNDS
   run_class = PreferenceRun
+
+  def predict(self, run, input_path: str, output_path: str, **options) -> list[str]:
+    """`python -m fjft.predict`: which of two replies the run prefers (fjft.tasks.preference.use)."""
+    from fjft.tasks.preference import use
+    return use.predict_file(run, input_path, output_path, **options)
 
 
 TASK = PreferenceTask()

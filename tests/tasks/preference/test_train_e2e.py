@@ -82,7 +82,9 @@ def test_the_run_generates_and_exports_as_a_decoder(lora_dpo, tmp_path):
 # test_loss: a run each would cost the suite 15 s for no other line of code)
 @pytest.mark.parametrize("fields, reference", [
     ({}, "precompute"),                                     # full fine-tune DPO
-    ({"loss.kind": "simpo", "loss.beta": 2.0}, "none"),     # reference-free
+    # reference-free, with generation metrics in the loop
+    ({"loss.kind": "simpo", "loss.beta": 2.0, "eval.generate": 4, "eval.metrics": "rougeL",
+      "eval.max_new_tokens": 8}, "none"),
 ])
 def test_each_loss_kind_trains(tiny_llama_dir, pairs_file, tmp_path, fields, reference):
   c = _config(tiny_llama_dir, pairs_file, **{"train.steps": 12, "train.eval_every": 12,
@@ -95,6 +97,10 @@ def test_each_loss_kind_trains(tiny_llama_dir, pairs_file, tmp_path, fields, ref
     assert r["reference_logps_bytes"] == 4 * 2 * 160 and r["reference_seconds"] > 0
     cached = json.load(open(os.path.join(r["run_dir"], "reference_logps.json")))
     assert len(cached["train"]) + len(cached["dev"]) + len(cached["test"]) == 160
+  if "eval.generate" in fields:
+    assert "rougeL" in r["test"] and "rougeL" in r["dev"] and "rougeL" in r["pretrained"]["test"]
+    samples = json.load(open(os.path.join(r["run_dir"], "generations.json")))
+    assert len(samples["test"]) == 4 and samples["test"][0]["reference"].startswith("Happy")
 
 
 def test_bad_reference_settings_name_the_field(tiny_llama_dir, pairs_file, tmp_path):
@@ -104,3 +110,75 @@ def test_bad_reference_settings_name_the_field(tiny_llama_dir, pairs_file, tmp_p
   with pytest.raises(ConfigError, match="loss.kind must be one of"):
     runner.run(_config(tiny_llama_dir, pairs_file, **{"loss.kind": "kto"}), str(tmp_path),
                say=lambda *_: None)
+
+
+def test_predict_scores_two_replies_with_the_runs_reward(lora_dpo, tmp_path):
+  """fjft.predict on a preference run: each pair's rewards are the run's (beta x the log-prob
+  ratio to the base), the tuned model picks the replies it learned to prefer, and the
+  command line opens the run by the task model.json names."""
+  import subprocess
+  import sys
+  inp = tmp_path / "pairs.jsonl"
+  rows = [{"prompt": "question 900 about my card", "chosen": "Happy to help with your card: "
+           "see the card page.", "rejected": "No."},
+          {"prompt": "question 901 about my fee", "chosen": "No.",
+           "rejected": "Happy to help with your fee: see the fee page."}]
+  inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  out = tmp_path / "scores.jsonl"
+  proc = subprocess.run([sys.executable, "-m", "fjft.predict", f"--run={lora_dpo['run_dir']}",
+                         f"--input={inp}", f"--output={out}"], capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  assert "prefers the 'chosen' reply in 1 of 2 pairs" in proc.stdout
+  scores = [json.loads(line) for line in out.read_text().splitlines()]
+  assert [s["prefers"] for s in scores] == ["chosen", "rejected"]
+  for s in scores:
+    for side in ("chosen", "rejected"):
+      np.testing.assert_allclose(s[f"{side}_reward"],
+                                 0.1 * (s[f"{side}_logp"] - s[f"{side}_ref_logp"]), rtol=1e-6)
+    assert s["margin"] == pytest.approx(s["chosen_reward"] - s["rejected_reward"])
+
+  from fjft.errors import DataError, FjftError
+  from fjft.tasks.preference import use
+  run = opened.open_run(lora_dpo["run_dir"], "predict")
+  bad = tmp_path / "bad.jsonl"
+  bad.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"prompt": "hi", "chosen": "a"}) + "\n")
+  with pytest.raises(DataError, match=r"bad.jsonl:2: .*'rejected'.*fix or remove that row"):
+    use.predict_file(run, str(bad), str(tmp_path / "o.jsonl"), batch_size=8)
+  with pytest.raises(FjftError, match="--label_column .* do not apply to a preference run"):
+    use.predict_file(run, str(inp), str(tmp_path / "o.jsonl"), batch_size=8,
+                     label_column="label")
+
+
+def test_a_run_starts_from_another_runs_best_checkpoint(lora_dpo, pairs_file, tmp_path):
+  """model.name = a run directory (SFT, then DPO): the second run's starting model is the
+  first's best checkpoint, adapters merged, with its tokenizer."""
+  from fjft.models.pretrained import load_lm
+  lm = load_lm(lora_dpo["run_dir"])
+  assert lm.source == os.path.abspath(lora_dpo["run_dir"])
+  assert lm.tokenizer.chat_template is not None
+  c = _config(lora_dpo["run_dir"], pairs_file, **{"train.steps": 2, "train.eval_every": 2,
+                                                  "train.checkpoint_every": 2})
+  r = runner.run(c, str(tmp_path), say=lambda *_: None)
+  start = json.load(open(os.path.join(r["run_dir"], "reference_logps.json")))
+  # its reference (the starting model) scores dev as the first run's best checkpoint did
+  np.testing.assert_allclose(np.mean(np.asarray(start["dev"])[:, 0]),
+                             lora_dpo["dev"]["chosen_logps"], rtol=1e-4)
+
+
+def test_a_frozen_copy_reference_trains_as_the_precomputed_one(tiny_llama_dir, pairs_file,
+                                                                tmp_path):
+  """reference=frozen_copy (the starting weights, an input of each step) gives the same
+  reference log-probs as precompute, so the same run; it says what the copy costs."""
+  runs = {}
+  for ref in ("precompute", "frozen_copy"):
+    c = _config(tiny_llama_dir, pairs_file, **{"train.steps": 6, "train.eval_every": 6,
+                                              "train.checkpoint_every": 6, "train.log_every": 1,
+                                              "loss.reference": ref})
+    runs[ref] = runner.run(c, str(tmp_path / ref), say=lambda *_: None)
+  frozen, pre = runs["frozen_copy"], runs["precompute"]
+  assert frozen["reference"] == "frozen_copy" and "reference_logps_bytes" not in frozen
+  assert frozen["reference_weight_bytes"] == 4 * frozen["params"]["total"]
+  np.testing.assert_allclose([l for _, l in frozen["train_loss"]],
+                             [l for _, l in pre["train_loss"]], rtol=1e-5)
+  assert frozen["test"]["accuracy"] == pre["test"]["accuracy"]
