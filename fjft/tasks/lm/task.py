@@ -82,6 +82,10 @@ def generation_metrics(config) -> list[str]:
     if name not in gen_metrics.METRICS:
       raise ConfigError(f"config field eval.metrics: unknown metric {name!r} "
                         f"(known: {', '.join(gen_metrics.METRICS)})")
+  if config.eval.generate and not names:
+    raise ConfigError(f"config field eval.generate={config.eval.generate} generates replies "
+                      f"to score, but eval.metrics names none (one or more of "
+                      f"{', '.join(gen_metrics.METRICS)}, comma-separated)")
   return names
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
+import types
 
 import jax
 import jax.numpy as jnp
@@ -148,8 +149,14 @@ class PreferenceRun:
     self.best_dev = BestByStep(config.train.metric)
     self.prompts, self.samples = {}, {}
     if self.metric_names and config.eval.generate:
+      # rendered again, uncut: a reply is generated from the whole prompt and scored
+      # against the whole chosen reply (the pairs' rows keep only the end of a long prompt)
+      room = types.SimpleNamespace(
+          use_chat_template=config.data.use_chat_template,
+          max_length=self.lm.cfg.max_position_embeddings - config.eval.max_new_tokens)
       self.prompts = {split: prompts_and_references(
-          [p.chosen_example() for p in getattr(self.splits, split)[:config.eval.generate]],
+          [pref_data.encode(self.tokenizer, p, room)[0].chosen_example()
+           for p in self.splits.texts[split][:config.eval.generate]],
           self.tokenizer) for split in ("dev", "test")}
 
   def apply_fn(self, graphdef):

@@ -110,7 +110,8 @@ def test_only_the_last_reply_of_a_dialogue_is_scored(smollm2_tokenizer):
     scored = [smollm2_tokenizer.decode(ids[mask], skip_special_tokens=False)
               for ids, mask in zip(enc.ids, enc.mask)]
     assert scored == ["Sure thing.<|im_end|>\n", "No.<|im_end|>\n"]
-    assert "EARLIER TURN" in smollm2_tokenizer.decode(enc.ids[0]) or max_length < 1024
+  assert "EARLIER TURN" in smollm2_tokenizer.decode(
+      pref_data.encode(smollm2_tokenizer, pair, _cfg(max_length=1024))[0].ids[0])
 
 
 def test_the_hh_harmless_pairs(shared_data, smollm2_tokenizer, tmp_path):

@@ -110,6 +110,10 @@ def test_bad_reference_settings_name_the_field(tiny_llama_dir, pairs_file, tmp_p
   with pytest.raises(ConfigError, match="loss.kind must be one of"):
     runner.run(_config(tiny_llama_dir, pairs_file, **{"loss.kind": "kto"}), str(tmp_path),
                say=lambda *_: None)
+  with pytest.raises(ConfigError, match="eval.generate=4 generates replies to score, but "
+                                        "eval.metrics names none"):
+    runner.run(_config(tiny_llama_dir, pairs_file, **{"eval.generate": 4}), str(tmp_path),
+               say=lambda *_: None)
 
 
 def test_predict_scores_two_replies_with_the_runs_reward(lora_dpo, tmp_path):
@@ -139,8 +143,23 @@ def test_predict_scores_two_replies_with_the_runs_reward(lora_dpo, tmp_path):
     assert s["margin"] == pytest.approx(s["chosen_reward"] - s["rejected_reward"])
 
   from fjft.errors import DataError, FjftError
+  from fjft.tasks.preference import data as pref_data
   from fjft.tasks.preference import use
   run = opened.open_run(lora_dpo["run_dir"], "predict")
+  # on the run's own dev pairs it agrees with the run's dev scores (the same reference:
+  # the base with the adapters off)
+  config = json.load(open(os.path.join(lora_dpo["run_dir"], "config.json")))
+  cfg = default_config().data
+  cfg.update(config["data"])
+  splits, _ = pref_data.load_splits(cfg, run.tokenizer, config["model"]["name"])
+  lines = open(config["data"]["path"]).read().splitlines()
+  dev = tmp_path / "dev.jsonl"
+  dev.write_text("".join(lines[int(p.where.rsplit(":", 1)[1]) - 1] + "\n" for p in splits.dev))
+  use.predict_file(run, str(dev), str(tmp_path / "dev_scores.jsonl"), batch_size=8)
+  scored = [json.loads(line) for line in (tmp_path / "dev_scores.jsonl").read_text().splitlines()]
+  assert np.mean([s["prefers"] == "chosen" for s in scored]) == lora_dpo["dev"]["accuracy"]
+  np.testing.assert_allclose(np.mean([s["margin"] for s in scored]), lora_dpo["dev"]["margin"],
+                             rtol=1e-4)
   bad = tmp_path / "bad.jsonl"
   bad.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"prompt": "hi", "chosen": "a"}) + "\n")
   with pytest.raises(DataError, match=r"bad.jsonl:2: .*'rejected'.*fix or remove that row"):
@@ -158,23 +177,31 @@ def test_a_run_starts_from_another_runs_best_checkpoint(lora_dpo, pairs_file, tm
   assert lm.source == os.path.abspath(lora_dpo["run_dir"])
   assert lm.tokenizer.chat_template is not None
   c = _config(lora_dpo["run_dir"], pairs_file, **{"train.steps": 2, "train.eval_every": 2,
-                                                  "train.checkpoint_every": 2})
+                                                  "train.checkpoint_every": 2,
+                                                  "peft.method": "lora", "peft.rank": 4})
   r = runner.run(c, str(tmp_path), say=lambda *_: None)
   start = json.load(open(os.path.join(r["run_dir"], "reference_logps.json")))
   # its reference (the starting model) scores dev as the first run's best checkpoint did
   np.testing.assert_allclose(np.mean(np.asarray(start["dev"])[:, 0]),
                              lora_dpo["dev"]["chosen_logps"], rtol=1e-4)
+  # its adapter has no base PEFT could load: said, not written
+  from fjft.errors import FjftError
+  with pytest.raises(FjftError, match="PEFT cannot load as a base model"):
+    opened.export(r["run_dir"], "peft", str(tmp_path / "adapter"))
 
 
 def test_a_frozen_copy_reference_trains_as_the_precomputed_one(tiny_llama_dir, pairs_file,
                                                                 tmp_path):
-  """reference=frozen_copy (the starting weights, an input of each step) gives the same
-  reference log-probs as precompute, so the same run; it says what the copy costs."""
+  """reference=frozen_copy (the starting weights, an input of each step, here with two
+  micro-batches a step) gives the same reference log-probs as precompute, so the same run;
+  it says what the copy costs."""
   runs = {}
   for ref in ("precompute", "frozen_copy"):
+    # (the frozen copy also in every micro-batch of an accumulated step)
     c = _config(tiny_llama_dir, pairs_file, **{"train.steps": 6, "train.eval_every": 6,
                                               "train.checkpoint_every": 6, "train.log_every": 1,
-                                              "loss.reference": ref})
+                                              "loss.reference": ref,
+                                              "train.grad_accum": 2 if ref == "frozen_copy" else 1})
     runs[ref] = runner.run(c, str(tmp_path / ref), say=lambda *_: None)
   frozen, pre = runs["frozen_copy"], runs["precompute"]
   assert frozen["reference"] == "frozen_copy" and "reference_logps_bytes" not in frozen
