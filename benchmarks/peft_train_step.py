@@ -35,6 +35,8 @@ def parse():
   p.add_argument("--seq", type=int, default=128)
   p.add_argument("--steps", type=int, default=3)
   p.add_argument("--threads", type=int, default=os.cpu_count())
+  p.add_argument("--state-dtype", default="float32", choices=("float32", "bfloat16"),
+                 help="fjft's optim.state_dtype (AdamW's moments between steps)")
   p.add_argument("--one", default="", help=argparse.SUPPRESS)   # model:mode:side (a child)
   return p.parse_args()
 
@@ -109,6 +111,7 @@ def run_fjft(model_name: str, mode: str) -> dict:
   del model
   trainable = optim.trainable_mask(params, "", adapters.ADAPTER_PATTERN if mode != "full" else "")
   c = lm_config()
+  c.optim.state_dtype = ARGS.state_dtype
   tx = optim.make_optimizer(c.optim, 1000)
   state = [TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       opt_state=init_opt_state(tx, params, trainable))]
@@ -214,7 +217,8 @@ def main():
   import jax
   print(f"LoRA r={LORA['rank']} alpha={LORA['alpha']} on every attention and MLP projection; "
         f"batch {ARGS.batch} x {ARGS.seq} tokens, float32, {ARGS.steps} timed steps after one "
-        f"untimed; {ARGS.threads} CPU threads; JAX {jax.__version__} on "
+        f"untimed; fjft's AdamW moments in {ARGS.state_dtype}; {ARGS.threads} CPU threads; "
+        f"JAX {jax.__version__} on "
         f"{jax.devices()[0].device_kind}", flush=True)
   print(f"{'model':8s} {'mode':10s} {'side':5s} {'params':>8s} {'trainable':>10s} "
         f"{'param GB':>8s} {'optim GB':>8s} {'peak GB':>8s} {'(load)':>7s} {'s/step':>8s}"
@@ -225,7 +229,7 @@ def main():
       for side in ("hf", "fjft"):
         cmd = [sys.executable, os.path.abspath(__file__), f"--one={model_name}:{mode}:{side}",
                f"--batch={ARGS.batch}", f"--seq={ARGS.seq}", f"--steps={ARGS.steps}",
-               f"--threads={ARGS.threads}"]
+               f"--threads={ARGS.threads}", f"--state-dtype={ARGS.state_dtype}"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
         if r.returncode != 0 or not lines:

@@ -78,6 +78,8 @@ def add_optim(c: ml_collections.ConfigDict, *, lr: float, schedule: str, warmup_
   c.optim.eps = 1e-8
   c.optim.freeze = ""                 # regex over parameter paths: matches do not train
   c.optim.lr_groups = ""              # "<regex>=<lr factor>;...", e.g. "^classifier\\.=10"
+  c.optim.state_dtype = "float32"     # AdamW's moments between steps: or "bfloat16" (half the
+  #                                     memory, stochastically rounded: fjft.training.low_precision)
 
 
 def add_peft(c: ml_collections.ConfigDict) -> None:

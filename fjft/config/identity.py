@@ -26,6 +26,7 @@ NON_IDENTITY_FIELDS = (
 HASHED_WHEN_SET = {
     "optim.freeze": "",
     "optim.lr_groups": "",
+    "optim.state_dtype": "float32",
     "model.pooling": "pooler",   # classification; retrieval's "auto"/"mean"/"cls" stay hashed
     # LM and retrieval; on by default: it changes no shipped experiment's splits (checked)
     "data.drop_duplicates": True,

@@ -43,10 +43,14 @@ def per_device_bytes(config, params, only: str, axis_sizes: dict) -> dict[str, i
   trained = optim.split_trainable(params, trainable)[0]
   trained_bytes = optim.split_trainable(nbytes, trainable)[0]
   optimizer = optim.make_optimizer(config.optim, config.train.steps, trained)
-  opt = optim.like_params(jax.eval_shape(optimizer.init, trained), trained, trained_bytes,
-                         lambda x: x.size * x.dtype.itemsize)
+  state = jax.eval_shape(optimizer.init, trained)
+  # a moment holds as many numbers per device as its param, in its own dtype (bfloat16
+  # with optim.state_dtype=bfloat16)
+  elements = jax.tree.map(lambda b, x: b // x.dtype.itemsize, trained_bytes, trained)
+  counts = optim.like_params(state, trained, elements, lambda x: x.size)
   out = {"params": sum(jax.tree.leaves(nbytes)), "grads": sum(jax.tree.leaves(trained_bytes)),
-         "optimizer": sum(jax.tree.leaves(opt))}
+         "optimizer": sum(n * x.dtype.itemsize
+                          for n, x in zip(jax.tree.leaves(counts), jax.tree.leaves(state)))}
   out["total"] = sum(out.values())
   return out
 

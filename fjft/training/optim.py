@@ -16,6 +16,7 @@ import jax
 import optax
 
 from fjft.errors import ConfigError
+from fjft.training import low_precision
 
 
 def schedule(optim_cfg, total_steps: int) -> optax.Schedule:
@@ -147,7 +148,8 @@ def lr_factors(params, lr_groups: str):
 
 def make_optimizer(optim_cfg, total_steps: int, params=None) -> optax.GradientTransformation:
   """AdamW (+ clipping) over the trained params (split_trainable's first part); given
-  `params`, optim.lr_groups is applied to them."""
+  `params`, optim.lr_groups is applied to them; optim.state_dtype="bfloat16" keeps the
+  moments in bfloat16 between steps."""
   def adamw(factor: float):
     base = schedule(optim_cfg, total_steps)
     lr = base if factor == 1.0 else (lambda step: factor * base(step))
@@ -156,7 +158,17 @@ def make_optimizer(optim_cfg, total_steps: int, params=None) -> optax.GradientTr
 
   clip = (optax.clip_by_global_norm(optim_cfg.clip_norm) if optim_cfg.clip_norm > 0
           else optax.identity())
+  state_dtype = optim_cfg.get("state_dtype", "float32")
+  if state_dtype not in ("float32", "bfloat16"):
+    raise ConfigError(f"config field optim.state_dtype must be float32 or bfloat16 (got "
+                      f"{state_dtype!r})")
   groups = optim_cfg.get("lr_groups", "")
+  if state_dtype == "bfloat16":
+    return low_precision.adamw_bfloat16(
+        schedule(optim_cfg, total_steps), b1=optim_cfg.b1, b2=optim_cfg.b2, eps=optim_cfg.eps,
+        weight_decay=optim_cfg.weight_decay, decay_mask=decay_mask,
+        clip_norm=optim_cfg.clip_norm,
+        lr_factors=(lambda p: lr_factors(p, groups)) if params is not None and groups else None)
   if params is None or not groups:
     return optax.chain(clip, adamw(1.0))
   factors = lr_factors(params, groups)

@@ -66,11 +66,19 @@ def make_train_step(apply_fn: Callable, loss_fn: Callable, optimizer: optax.Grad
       (grads, loss, weight), _ = jax.lax.scan(
           accumulate, (zeros, 0.0, 0.0), (jnp.arange(grad_accum), micro))
     weight = jnp.maximum(weight, 1.0)
-    grads = jax.tree.map(lambda g: g / weight, grads)
-    updates, opt_state = optimizer.update(grads, state.opt_state, trained)
-    trained = optax.apply_updates(trained, updates)
+    if hasattr(optimizer, "apply"):
+      # fjft.training.low_precision: normalising, clipping, the moments and the params'
+      # update in one pass per param, with no normalised copy of the gradients kept
+      trained, opt_state = optimizer.apply(grads, state.opt_state, trained,
+                                           grad_scale=1.0 / weight)
+      grad_norm = optax.tree.norm(grads) / weight
+    else:
+      grads = jax.tree.map(lambda g: g / weight, grads)
+      updates, opt_state = optimizer.update(grads, state.opt_state, trained)
+      trained = optax.apply_updates(trained, updates)
+      grad_norm = optax.tree.norm(grads)
     params = trained if frozen is None else optim.join_trainable(trained, frozen)
-    metrics = {"loss": loss / weight, "grad_norm": optax.tree.norm(grads)}
+    metrics = {"loss": loss / weight, "grad_norm": grad_norm}
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step
