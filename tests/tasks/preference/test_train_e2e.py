@@ -78,6 +78,17 @@ def test_the_run_generates_and_exports_as_a_decoder(lora_dpo, tmp_path):
   assert model.config.model_type == "llama"
 
 
+SHORT = {"train.steps": 12, "train.eval_every": 12, "train.checkpoint_every": 12,
+         "train.log_every": 1}
+
+
+@pytest.fixture(scope="module")
+def precompute_run(tiny_llama_dir, pairs_file, tmp_path_factory):
+  """A full fine-tune DPO run: its reference log-probs precomputed."""
+  return runner.run(_config(tiny_llama_dir, pairs_file, **SHORT),
+                    str(tmp_path_factory.mktemp("precompute")), say=lambda *_: None)
+
+
 # (IPO and ORPO run the same code as these with another loss formula, held to TRL's in
 # test_loss: a run each would cost the suite 15 s for no other line of code)
 @pytest.mark.parametrize("fields, reference", [
@@ -86,10 +97,11 @@ def test_the_run_generates_and_exports_as_a_decoder(lora_dpo, tmp_path):
     ({"loss.kind": "simpo", "loss.beta": 2.0, "eval.generate": 4, "eval.metrics": "rougeL",
       "eval.max_new_tokens": 8}, "none"),
 ])
-def test_each_loss_kind_trains(tiny_llama_dir, pairs_file, tmp_path, fields, reference):
-  c = _config(tiny_llama_dir, pairs_file, **{"train.steps": 12, "train.eval_every": 12,
-                                            "train.checkpoint_every": 12, **fields})
-  r = runner.run(c, str(tmp_path), say=lambda *_: None)
+def test_each_loss_kind_trains(tiny_llama_dir, pairs_file, precompute_run, tmp_path, fields,
+                               reference):
+  r = precompute_run if not fields else runner.run(
+      _config(tiny_llama_dir, pairs_file, **SHORT, **fields), str(tmp_path),
+      say=lambda *_: None)
   assert r["reference"] == reference
   assert r["test"]["accuracy"] >= r["pretrained"]["test"]["accuracy"]
   assert np.isfinite(r["test"]["loss"])
@@ -191,19 +203,13 @@ def test_a_run_starts_from_another_runs_best_checkpoint(lora_dpo, pairs_file, tm
 
 
 def test_a_frozen_copy_reference_trains_as_the_precomputed_one(tiny_llama_dir, pairs_file,
-                                                                tmp_path):
+                                                                precompute_run, tmp_path):
   """reference=frozen_copy (the starting weights, an input of each step, here with two
   micro-batches a step) gives the same reference log-probs as precompute, so the same run;
   it says what the copy costs."""
-  runs = {}
-  for ref in ("precompute", "frozen_copy"):
-    # (the frozen copy also in every micro-batch of an accumulated step)
-    c = _config(tiny_llama_dir, pairs_file, **{"train.steps": 6, "train.eval_every": 6,
-                                              "train.checkpoint_every": 6, "train.log_every": 1,
-                                              "loss.reference": ref,
-                                              "train.grad_accum": 2 if ref == "frozen_copy" else 1})
-    runs[ref] = runner.run(c, str(tmp_path / ref), say=lambda *_: None)
-  frozen, pre = runs["frozen_copy"], runs["precompute"]
+  c = _config(tiny_llama_dir, pairs_file, **SHORT, **{"loss.reference": "frozen_copy",
+                                                      "train.grad_accum": 2})
+  frozen, pre = runner.run(c, str(tmp_path), say=lambda *_: None), precompute_run
   assert frozen["reference"] == "frozen_copy" and "reference_logps_bytes" not in frozen
   assert frozen["reference_weight_bytes"] == 4 * frozen["params"]["total"]
   np.testing.assert_allclose([l for _, l in frozen["train_loss"]],
