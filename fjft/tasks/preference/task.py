@@ -10,7 +10,8 @@ The reference model of DPO and IPO (loss.reference):
                 fine-tune needs no frozen copy and no extra forward pass;
   frozen_copy   a copy of the starting weights on the devices, a train-step input
                 (TaskRun.frozen_inputs): one more forward pass a step and a copy's memory,
-                nothing computed up front (a run that sees a small part of a large set).
+                nothing computed over the train set up front (a run that sees a small part
+                of a large set; dev and test are scored once for the baseline, as always).
 A finished run is a decoder like an LM run's: generate and export open it the same way.
 """
 
